@@ -1,0 +1,92 @@
+"""Self-describing checkpoints: `<name>.safetensors` holds exactly the contract's tensors,
+`<name>.json` beside it holds the config, the training settings and history. Optimizer
+and RNG state for --resume go to `<name>.state.safetensors`. Nothing here unpickles."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from rnnrbm_live.errors import UserError
+
+from .model import CONTRACT_PARAMETERS, RNNRBM, RNNRBMConfig
+
+
+def _atomic(path: Path, write) -> None:
+    # A checkpoint interrupted half-written (Ctrl+C, a full disk) must not replace a good one.
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def weights(model: RNNRBM) -> dict[str, torch.Tensor]:
+    return {name: getattr(model, name).detach().float().cpu().contiguous() for name in CONTRACT_PARAMETERS}
+
+
+def save_checkpoint(path: Path, model: RNNRBM, meta: dict, state: dict[str, torch.Tensor] | None = None) -> None:
+    """Write `path` (.safetensors) and its .json card; `state` (optimizer, RNG) if given."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    card = {"config": model.config.to_dict(), **meta}
+    if state is not None:
+        _atomic(state_path(path), lambda p: save_file(state, str(p)))
+    _atomic(path, lambda p: save_file(weights(model), str(p), metadata={"format": "rnnrbm-checkpoint/1"}))
+    _atomic(json_path(path), lambda p: p.write_text(json.dumps(card, indent=1) + "\n"))
+
+
+def json_path(path: Path) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def state_path(path: Path) -> Path:
+    return Path(path).with_suffix(".state.safetensors")
+
+
+def resolve(path: str | Path) -> Path:
+    """A checkpoint file, or a training folder (then its best checkpoint)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "best.safetensors"
+    if not path.is_file():
+        raise UserError(f"{path}: no such checkpoint; give a .safetensors file or a training folder")
+    if not json_path(path).is_file():
+        raise UserError(f"{path}: its config {json_path(path).name} is missing beside it")
+    return path
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[RNNRBM, dict]:
+    """The model and its card (config, training meta) from a checkpoint or folder."""
+    path = resolve(path)
+    try:
+        card = json.loads(json_path(path).read_text())
+        config = RNNRBMConfig.from_dict(card["config"])
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise UserError(f"{json_path(path)}: not a checkpoint config ({e}); re-save it with rnnrbm-train") from None
+    try:
+        tensors = load_file(str(path), device=device)
+    except (SafetensorError, OSError) as e:
+        raise UserError(f"{path}: not a safetensors file ({e})") from None
+    missing = [n for n in CONTRACT_PARAMETERS if n not in tensors]
+    if missing:
+        raise UserError(f"{path}: missing tensors {', '.join(missing)}; is it an rnnrbm checkpoint?")
+    model = RNNRBM(config).to(device)
+    with torch.no_grad():
+        for name in CONTRACT_PARAMETERS:
+            p = getattr(model, name)
+            if tuple(tensors[name].shape) != tuple(p.shape):
+                raise UserError(f"{path}: tensor {name} has shape {tuple(tensors[name].shape)}, "
+                                f"config says {tuple(p.shape)}")
+            p.copy_(tensors[name])
+    return model, card
+
+
+def load_state(path: Path, device: str = "cpu") -> dict[str, torch.Tensor]:
+    sp = state_path(path)
+    if not sp.is_file():
+        raise UserError(f"{sp}: no training state to resume from; start without --resume")
+    return load_file(str(sp), device=device)

@@ -1,0 +1,271 @@
+"""`rnnrbm-eval`: the two measures of the paper's Table 1 for an RNN-RBM checkpoint.
+
+LL: mean over all frames of log P(v_t | v_<t) = -F_t(v_t) - log Z_t in nats, with each
+frame's RBM conditioned on the true history and log Z_t estimated by AIS (export/ais.py).
+ACC: expected frame-level accuracy TP / (TP + FP + FN) in %, of samples drawn from each
+frame's RBM given the true history, the way the model generates live (a Gibbs chain from
+all-zeros), averaged over samples, then over frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from rnnrbm_live.datasets import DATASETS, load_split
+from rnnrbm_live.errors import UserError
+
+from . import batching
+from .ais import free_energy, log_partition_ais
+from .checkpoint import load_checkpoint, resolve
+from .model import RNNRBM
+from .uniforms import Uniforms
+
+# Table 1 of Boulanger-Lewandowski, Bengio & Vincent (ICML 2012), RNN-RBM row: (LL, ACC %).
+PAPER_RNN_RBM = {"jsb_chorales": (-6.27, 33.12), "nottingham": (-2.39, 75.40),
+                 "musedata": (-6.01, 34.02), "piano_midi": (-7.09, 28.92)}
+
+_SEQUENCES_PER_BATCH = 16  # RNN passes over padded batches; the RNN is a small part of the cost
+_ACC_CHAINS_PER_CHUNK = 2 ** 16
+
+
+# --- the frames and their conditional RBMs ------------------------------------------------
+
+
+@torch.no_grad()
+def frame_biases(model: RNNRBM, sequences: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every frame v_t [N, n_v] of the sequences, in order, with the biases bv_t [N, n_v]
+    and bh_t [N, n_h] of its RBM given the true history v_<t; on the model's device."""
+    device = model.W.device
+    vs, bvs, bhs = [], [], []
+    for start in range(0, len(sequences), _SEQUENCES_PER_BATCH):
+        v, mask = batching.pad(sequences[start:start + _SEQUENCES_PER_BATCH], device)
+        bv, bh = model.conditional_biases(v)
+        keep = mask.bool()
+        vs.append(v[keep])
+        bvs.append(bv[keep])
+        bhs.append(bh[keep])
+    return torch.cat(vs), torch.cat(bvs), torch.cat(bhs)
+
+
+# --- the two measures ------------------------------------------------------------------------
+
+
+def log_likelihoods(W: torch.Tensor, v: torch.Tensor, bv: torch.Tensor, bh: torch.Tensor, *,
+                    n_runs: int, n_temps: int, generator: torch.Generator,
+                    progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """log P(v_t | v_<t) [N] (float64) and the AIS standard error of each log Z_t."""
+    with tqdm(total=len(v), desc="AIS log Z", unit="frame", disable=not progress,
+              dynamic_ncols=True, leave=False) as bar:
+        lock = threading.Lock()  # chunks finish on several threads
+
+        def advance(n: int) -> None:
+            with lock:
+                bar.update(n)
+
+        log_z, se = log_partition_ais(W, bv, bh, n_runs=n_runs, n_temps=n_temps,
+                                      generator=generator, progress=advance)
+    neg_f = -free_energy(W.double(), v.double(), bv.double(), bh.double())
+    return neg_f - log_z, se
+
+
+def frame_accuracy(samples: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per row of 0/1 frames: TP / (TP + FP + FN), with 0/0 (a silent frame sampled
+    silent: nothing to get wrong) counted as 1; and the TP and TP + FP + FN counts."""
+    tp = (samples * target).sum(-1)
+    union = samples.sum(-1) + target.sum(-1) - tp  # TP + FP + FN
+    acc = torch.where(union > 0, tp / union.clamp(min=1), torch.ones_like(tp))
+    return acc, tp, union
+
+
+@torch.no_grad()
+def accuracies(model: RNNRBM, v: torch.Tensor, bv: torch.Tensor, bh: torch.Tensor, *, samples: int,
+               gibbs: int, uniforms: Uniforms, progress: bool) -> tuple[torch.Tensor, float, float]:
+    """Expected accuracy of each frame [N] over `samples` draws from its RBM, and the
+    pooled counts sum TP and sum (TP + FP + FN) over every draw of every frame."""
+    per_chunk = max(1, _ACC_CHAINS_PER_CHUNK // samples)
+    accs, tp_total, union_total = [], 0.0, 0.0
+    for start in tqdm(range(0, len(v), per_chunk), desc="ACC samples", unit="chunk",
+                      disable=not progress, dynamic_ncols=True, leave=False):
+        rows = slice(start, start + per_chunk)
+        bvr = bv[rows].repeat_interleave(samples, 0)
+        bhr = bh[rows].repeat_interleave(samples, 0)
+        drawn = model.gibbs_chain(torch.zeros_like(bvr), bvr, bhr, gibbs, uniforms)
+        acc, tp, union = frame_accuracy(drawn, v[rows].repeat_interleave(samples, 0))
+        accs.append(acc.double().view(-1, samples).mean(1))
+        tp_total += float(tp.sum())
+        union_total += float(union.sum())
+    return torch.cat(accs), tp_total, union_total
+
+
+def _sem(x: torch.Tensor) -> float:
+    return float(x.std() / math.sqrt(len(x))) if len(x) > 1 else math.nan
+
+
+def _ais_generator(device: torch.device, seed: int) -> torch.Generator:
+    # Its own stream, apart from the ACC samples' Uniforms(device, [seed, 1]).
+    state = np.random.SeedSequence([seed, 0]).generate_state(1)[0]
+    return torch.Generator(device).manual_seed(int(state))
+
+
+def evaluate(model: RNNRBM, sequences: list[np.ndarray], *, n_runs: int = 100, n_temps: int = 500,
+             acc_samples: int = 20, acc_gibbs: int | None = None, seed: int = 0,
+             device: str | torch.device = "cpu", progress: bool = True) -> dict:
+    """LL (nats per frame) and ACC (%) of `model` on `sequences` ([T, n_v] 0/1 arrays).
+
+    Returns ll, ll_sem (SEM over frames), logz_sem_mean (mean AIS standard error of
+    log Z_t), acc, acc_sem, acc_pooled (sum TP / sum (TP + FP + FN) over all draws, in
+    %), frames, sequences, n_runs, n_temps, acc_samples, acc_gibbs, seed, seconds.
+    Same seed and device, same result. The model itself is left as it was."""
+    start = time.perf_counter()
+    device = torch.device(device)
+    sequences = [s for s in sequences if len(s)]
+    if not sequences:
+        raise UserError("no frames to evaluate: the sequences are empty")
+    n_v = model.config.n_visible
+    odd = next((s for s in sequences if s.ndim != 2 or s.shape[1] != n_v), None)
+    if odd is not None:
+        raise UserError(f"the data has frames of shape {odd.shape[1:]}, the model takes {n_v} keys")
+    if n_runs < 1 or n_temps < 1 or acc_samples < 1:
+        raise UserError("runs, temperatures and acc samples must each be at least 1")
+    gibbs = model.config.gibbs_steps if acc_gibbs is None else acc_gibbs
+    if model.W.device.type != device.type or device.index not in (None, model.W.device.index):
+        model = copy.deepcopy(model).to(device)  # the caller's model stays where it is
+    device = model.W.device
+
+    with torch.no_grad():
+        v, bv, bh = frame_biases(model, sequences)
+        ll, logz_se = log_likelihoods(model.W.detach(), v, bv, bh, n_runs=n_runs, n_temps=n_temps,
+                                      generator=_ais_generator(device, seed), progress=progress)
+        acc, tp, union = accuracies(model, v, bv, bh, samples=acc_samples, gibbs=gibbs,
+                                    uniforms=Uniforms(device, [seed, 1]), progress=progress)
+    return {
+        "ll": float(ll.mean()), "ll_sem": _sem(ll), "logz_sem_mean": float(logz_se.mean()),
+        "acc": 100 * float(acc.mean()), "acc_sem": 100 * _sem(acc),
+        "acc_pooled": 100 * tp / union if union else 100.0,
+        "frames": len(v), "sequences": len(sequences),
+        "n_runs": n_runs, "n_temps": n_temps, "acc_samples": acc_samples, "acc_gibbs": gibbs,
+        "seed": seed, "seconds": time.perf_counter() - start,
+    }
+
+
+# --- the command line ---------------------------------------------------------------------
+
+
+def _pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: torch sees no cuda device; use --device cpu or auto")
+    return torch.device(name)
+
+
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _load_sequences(data: str, split: str, card_config: dict) -> list[np.ndarray]:
+    """A bundled dataset on its own grid (the paper's setting), or a folder read the way
+    the model's training data was: its grid and key normalisation."""
+    if data in DATASETS:
+        return load_split(data, split)
+    return load_split(data, split, frames_per_beat=card_config.get("frames_per_beat", 2),
+                      transpose_to_c=card_config.get("transposed_to", "none") != "none", progress=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="rnnrbm-eval", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="a .safetensors checkpoint or a training folder (its best)")
+    p.add_argument("--data", required=True, help=f"one of {', '.join(DATASETS)}, or a folder of MIDI files")
+    p.add_argument("--split", choices=("valid", "test"), default="valid",
+                   help="valid to choose settings; test only for final numbers")
+    p.add_argument("--max-seqs", type=int, default=0, help="evaluate the first N sequences only (0 = all)")
+    p.add_argument("--runs", type=int, default=100, help="AIS runs per frame (paper: 100)")
+    p.add_argument("--temperatures", type=int, default=500, help="AIS intermediate temperatures")
+    p.add_argument("--acc-samples", type=int, default=20, help="samples per frame for ACC")
+    p.add_argument("--acc-gibbs", type=int, default=None, help="Gibbs steps per ACC sample (default: the model's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = every core this process may use)")
+    p.add_argument("--json-only", action="store_true", help="print only the JSON line")
+    return p.parse_args(argv)
+
+
+def _table(r: dict) -> str:
+    paper = PAPER_RNN_RBM.get(r["data"])
+    ll_paper = f"   (paper's RNN-RBM: {paper[0]:.2f})" if paper else ""
+    acc_paper = f"   (paper's RNN-RBM: {paper[1]:.2f})" if paper else ""
+    subset = f" (first {r['sequences']} sequences only)" if r["max_seqs"] else ""
+    rows = [
+        ("checkpoint", r["checkpoint"]),
+        ("dataset", f"{r['data']}, {r['split']} split{subset}"),
+        ("sequences", str(r["sequences"])),
+        ("frames", f"{r['frames']:,}"),
+        ("LL", f"{r['ll']:.3f} ± {r['ll_sem']:.3f} nats/frame (AIS SE of log Z: {r['logz_sem_mean']:.3f}){ll_paper}"),
+        ("ACC", f"{r['acc']:.2f} ± {r['acc_sem']:.2f} %   (pooled: {r['acc_pooled']:.2f} %){acc_paper}"),
+        ("AIS", f"{r['n_runs']} runs x {r['n_temps']} temperatures"),
+        ("ACC samples", f"{r['acc_samples']} per frame, {r['acc_gibbs']} Gibbs steps each"),
+        ("seconds", f"{r['seconds']:.1f} on {r['device']}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _json_safe(value):
+    # NaN (an SEM of one frame) is not JSON: write null.
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def run(args: argparse.Namespace) -> dict:
+    device = _pick_device(args.device)
+    torch.set_num_threads(args.threads or _available_cores())
+    if args.max_seqs < 0:
+        raise UserError(f"--max-seqs {args.max_seqs}: give 0 (all) or a positive number")
+    path = resolve(args.checkpoint)
+    model, card = load_checkpoint(path, device=str(device))
+    sequences = _load_sequences(args.data, args.split, card.get("config", {}))
+    if args.max_seqs:
+        sequences = sequences[:args.max_seqs]
+    result = evaluate(model, sequences, n_runs=args.runs, n_temps=args.temperatures,
+                      acc_samples=args.acc_samples, acc_gibbs=args.acc_gibbs, seed=args.seed,
+                      device=device, progress=not args.json_only)
+    data = args.data if args.data in DATASETS else str(Path(args.data))
+    return {"checkpoint": str(path), "data": data, "split": args.split, "max_seqs": args.max_seqs,
+            **result, "device": str(device), "paper_rnn_rbm": PAPER_RNN_RBM.get(data)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        result = run(args)
+    except UserError as e:
+        print(f"rnnrbm-eval: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rnnrbm-eval: interrupted", file=sys.stderr)
+        return 130
+    if not args.json_only:
+        print(_table(result))
+    paper = result.pop("paper_rnn_rbm")
+    result["paper_rnn_rbm"] = {"ll": paper[0], "acc": paper[1]} if paper else None
+    print(json.dumps({k: _json_safe(v) for k, v in result.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""`rnnrbm-train`: train an RNN-RBM on a bundled dataset or a folder of MIDI files.
+
+Writes into --out: last.safetensors (+ .json, + .state.safetensors for --resume) every
+epoch and on Ctrl+C, and best.safetensors (+ .json), the checkpoint best on valid."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from rnnrbm_live.datasets import dataset_frames_per_beat, DATASETS, load_split
+from rnnrbm_live.errors import UserError
+
+from . import batching
+from .checkpoint import load_checkpoint, load_state, save_checkpoint
+from .model import RNNRBM, RNNRBMConfig
+from .uniforms import Uniforms
+
+
+@dataclass
+class TrainSettings:
+    data: str = "jsb_chorales"  # a bundled dataset name or a folder of MIDI files
+    out: str = "runs/jsb"  # folder for checkpoints
+    epochs: int = 200  # passes over the training split (pretraining not counted)
+    batch_size: int = 8  # sequences (or chunks) per update
+    seq_len: int = 0  # cut sequences into chunks of this many frames; 0 = whole sequences
+    lr: float = 1e-3  # learning rate
+    optimizer: str = "adam"  # adam | sgd (sgd with lr 1e-3, batch 1, seq_len 100 is the tutorial)
+    momentum: float = 0.0  # sgd momentum
+    weight_decay: float = 0.0  # L2 penalty on every parameter (decoupled for adam: AdamW)
+    clip: float = 0.0  # clip the gradient's global norm to this; 0 = no clipping
+    lr_schedule: str = "constant"  # constant | cosine | plateau (halve after `patience`/2 bad checks)
+    cd_k: int = 15  # Gibbs steps of the CD negative phase
+    hidden: int = 150  # RBM hidden units
+    recurrent: int = 100  # RNN units
+    gibbs_steps: int = 25  # Gibbs steps per generated frame (the exported K)
+    init_recurrent_std: float = 1e-4  # std of the RNN weights at init (tutorial 1e-4)
+    learn_u0: bool = False  # learn the initial state
+    pretrain_rbm: int = 0  # epochs of RBM pretraining on frames without history (the paper's)
+    pretrain_rnn: int = 0  # epochs of RNN pretraining on next-frame cross-entropy (the paper's)
+    transpose_to_c: bool = False  # folders: estimate each piece's key and move it to C
+    augment_all_keys: bool = False  # train on all 12 transpositions of every piece
+    valid_every: int = 5  # epochs between checks on valid (quick AIS)
+    valid_runs: int = 10  # AIS runs per frame for the check on valid
+    valid_temps: int = 100  # AIS temperatures for the check on valid
+    valid_max_seqs: int = 0  # check on the first N valid sequences only; 0 = all
+    train_max_seqs: int = 0  # train on the first N training sequences only (quick checks); 0 = all
+    patience: int = 0  # stop after this many checks without a better valid LL; 0 = never
+    seed: int = 1234  # same seed, same device: same result
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+    resume: bool = False  # continue from out/last.safetensors
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: torch sees no cuda device; use --device cpu or auto")
+    if name not in ("cpu", "cuda"):
+        raise UserError(f"--device {name}: unknown device; use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def model_config(s: TrainSettings, frames_per_beat: int) -> RNNRBMConfig:
+    return RNNRBMConfig(n_hidden=s.hidden, n_recurrent=s.recurrent, cd_k=s.cd_k, gibbs_steps=s.gibbs_steps,
+                        learn_u0=s.learn_u0, init_recurrent_std=s.init_recurrent_std,
+                        frames_per_beat=frames_per_beat, dataset=s.data,
+                        transposed_to="C major/minor" if (s.data in DATASETS or s.transpose_to_c) else "none")
+
+
+def make_optimizer(s: TrainSettings, params) -> torch.optim.Optimizer:
+    if s.optimizer == "adam":
+        return torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
+    if s.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+    raise UserError(f"--optimizer {s.optimizer}: unknown optimizer; use adam or sgd")
+
+
+def learning_rate(s: TrainSettings, epoch: int, plateau_halvings: int) -> float:
+    if s.lr_schedule == "cosine":
+        return s.lr * 0.5 * (1 + math.cos(math.pi * epoch / max(1, s.epochs)))
+    if s.lr_schedule == "plateau":
+        return s.lr * 0.5 ** plateau_halvings
+    return s.lr
+
+
+class Trainer:
+    """One training run: data, model, optimizer, the valid check and the checkpoints."""
+
+    def __init__(self, s: TrainSettings):
+        self.s = s
+        self.out = Path(s.out)
+        self.device = pick_device(s.device)
+        if s.threads:
+            torch.set_num_threads(s.threads)
+        fpb = dataset_frames_per_beat(s.data) if s.data in DATASETS else 2
+        load = dict(frames_per_beat=None if s.data in DATASETS else fpb, transpose_to_c=s.transpose_to_c)
+        self.train_set = load_split(s.data, "train", augment_all_keys=s.augment_all_keys, progress=True, **load)
+        self.valid_set = load_split(s.data, "valid", **load)
+        if s.valid_max_seqs:
+            self.valid_set = self.valid_set[:s.valid_max_seqs]
+        if s.train_max_seqs:
+            self.train_set = self.train_set[:s.train_max_seqs]
+        self.pieces = batching.chunk(self.train_set, s.seq_len)
+        torch.manual_seed(s.seed)
+        self.model = RNNRBM(model_config(s, fpb)).to(self.device)
+        self.uniforms = Uniforms(self.device, s.seed)
+        self.opt = make_optimizer(s, [p for p in self.model.parameters() if p.requires_grad])
+        self.epoch = 0
+        self.history: list[dict] = []
+        self.best = {"valid_ll": -math.inf, "epoch": None}
+        self.bad_checks = 0
+        self.halvings = 0
+
+    # --- checkpoints ---------------------------------------------------------------------
+
+    def meta(self) -> dict:
+        return {"epoch": self.epoch, "train_settings": asdict(self.s), "best": self.best,
+                "history": self.history, "command": " ".join(sys.argv)}
+
+    def save(self, name: str, with_state: bool) -> None:
+        state = None
+        if with_state:
+            state = {f"opt.{k}": v for k, v in _flat_optimizer_state(self.opt).items()}
+            state["rng.uniforms"] = self.uniforms.get_state()
+        save_checkpoint(self.out / f"{name}.safetensors", self.model, self.meta(), state)
+
+    def resume(self) -> None:
+        path = self.out / "last.safetensors"
+        model, card = load_checkpoint(path, device=str(self.device))
+        self.model.load_state_dict(model.state_dict())
+        state = load_state(path, device=str(self.device))
+        _load_optimizer_state(self.opt, {k[4:]: v for k, v in state.items() if k.startswith("opt.")})
+        self.uniforms.set_state(state["rng.uniforms"])
+        self.epoch, self.history, self.best = card["epoch"], card["history"], card["best"]
+        self.bad_checks = card.get("bad_checks", 0)
+        self.halvings = sum(1 for h in self.history if h.get("halved"))
+        tqdm.write(f"resumed {path} at epoch {self.epoch}")
+
+    # --- training ------------------------------------------------------------------------
+
+    def pretrain(self) -> None:
+        m = self.model
+        if self.s.pretrain_rbm:
+            opt = make_optimizer(self.s, [m.W, m.bv, m.bh])
+            for e in range(self.s.pretrain_rbm):
+                rng = np.random.default_rng([self.s.seed, 1, e])
+                it = batching.frame_batches(self.train_set, self.s.batch_size * 64, rng, self.device)
+                self._run_epoch(it, opt, f"rbm pretrain {e + 1}/{self.s.pretrain_rbm}", m.cd_loss)
+        if self.s.pretrain_rnn:
+            rnn = [m.Wvu, m.Wuu, m.bu, m.Wuv] + ([m.u0] if m.u0.requires_grad else [])
+            opt = make_optimizer(self.s, rnn)
+            for e in range(self.s.pretrain_rnn):
+                rng = np.random.default_rng([self.s.seed, 2, e])
+                it = batching.batches(self.pieces, self.s.batch_size, rng, self.device)
+                self._run_epoch(it, opt, f"rnn pretrain {e + 1}/{self.s.pretrain_rnn}",
+                                lambda v, mask, uniforms=None: (m.next_frame_xent(v, mask),) * 2)
+
+    def _run_epoch(self, it, opt, desc: str, loss_fn) -> dict:
+        total = n = 0.0
+        bar = tqdm(it, desc=desc, leave=False, unit="batch", dynamic_ncols=True)
+        for v, mask in bar:
+            cost, monitor = loss_fn(v, mask, uniforms=self.uniforms)
+            opt.zero_grad(set_to_none=True)
+            cost.backward()
+            if self.s.clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.s.clip)
+            opt.step()
+            frames = float(mask.sum())
+            total += float(monitor) * frames
+            n += frames
+            bar.set_postfix(cost=f"{float(cost.detach()):.3f}", xent=f"{total / n:.3f}")
+        return {"xent": total / max(n, 1), "frames": n}
+
+    def check_valid(self) -> dict:
+        from .evaluate import evaluate  # AIS lives there; imported late, it is heavy
+
+        r = evaluate(self.model, self.valid_set, n_runs=self.s.valid_runs, n_temps=self.s.valid_temps,
+                     acc_samples=5, seed=self.s.seed, device=str(self.device), progress=False)
+        return {"valid_ll": r["ll"], "valid_acc": r["acc"]}
+
+    def run(self) -> Path:
+        if self.s.resume:
+            self.resume()
+        else:
+            self.pretrain()
+        while self.epoch < self.s.epochs:
+            lr = learning_rate(self.s, self.epoch, self.halvings)
+            for g in self.opt.param_groups:
+                g["lr"] = lr
+            rng = np.random.default_rng([self.s.seed, 0, self.epoch])
+            t0 = time.perf_counter()
+            stats = self._run_epoch(batching.batches(self.pieces, self.s.batch_size, rng, self.device), self.opt,
+                                    f"epoch {self.epoch + 1}/{self.s.epochs}", self.model.cd_loss)
+            self.epoch += 1
+            row = {"epoch": self.epoch, "lr": lr, "train_xent": stats["xent"],
+                   "frames_per_s": stats["frames"] / (time.perf_counter() - t0)}
+            if self.epoch % self.s.valid_every == 0 or self.epoch == self.s.epochs:
+                row.update(self._valid_and_keep_best())
+            self.history.append(row)
+            tqdm.write(json.dumps(row))
+            self.save("last", with_state=True)
+            if self.s.patience and self.bad_checks >= self.s.patience:
+                tqdm.write(f"no better valid LL in {self.bad_checks} checks: stopping at epoch {self.epoch}")
+                break
+        return self.out / "best.safetensors"
+
+    def _valid_and_keep_best(self) -> dict:
+        row = self.check_valid()
+        if row["valid_ll"] > self.best["valid_ll"]:
+            self.best = {"valid_ll": row["valid_ll"], "valid_acc": row["valid_acc"], "epoch": self.epoch}
+            self.bad_checks = 0
+            self.save("best", with_state=False)
+        else:
+            self.bad_checks += 1
+            if self.s.lr_schedule == "plateau" and self.bad_checks % max(1, self.s.patience // 2 or 2) == 0:
+                self.halvings += 1
+                row["halved"] = True
+        return row
+
+
+def _flat_optimizer_state(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    out = {}
+    for i, st in enumerate(opt.state_dict()["state"].values()):
+        for k, v in st.items():
+            out[f"{i}.{k}"] = (v if torch.is_tensor(v) else torch.tensor(float(v))).detach().contiguous()
+    return out
+
+
+def _load_optimizer_state(opt: torch.optim.Optimizer, flat: dict[str, torch.Tensor]) -> None:
+    sd = opt.state_dict()
+    state: dict[int, dict] = {}
+    for key, v in flat.items():
+        i, name = key.split(".", 1)
+        state.setdefault(int(i), {})[name] = v
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+def parse_args(argv: list[str] | None) -> TrainSettings:
+    p = argparse.ArgumentParser(prog="rnnrbm-train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    defaults = TrainSettings()
+    for name, value in asdict(defaults).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            p.add_argument(flag, action="store_true", default=value)
+        else:
+            p.add_argument(flag, type=type(value), default=value)
+    return TrainSettings(**vars(p.parse_args(argv)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = parse_args(argv)
+    trainer = None
+    try:
+        trainer = Trainer(settings)
+        best = trainer.run()
+    except UserError as e:
+        print(f"rnnrbm-train: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if trainer is not None:
+            trainer.save("last", with_state=True)
+            print(f"\ninterrupted: saved {trainer.out / 'last.safetensors'} at epoch {trainer.epoch}; "
+                  f"continue with --resume", file=sys.stderr)
+        return 130
+    print(f"best on valid: epoch {trainer.best['epoch']}, LL {trainer.best['valid_ll']:.3f}; {best}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

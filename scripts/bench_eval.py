@@ -1,0 +1,98 @@
+"""Speed of AIS on real JSB frames: frames per second and the time the whole JSB test
+split (4,725 frames) would take, for a few settings; optionally, how annealing schedules
+compare per temperature on a trained checkpoint.
+
+    python scripts/bench_eval.py                      # a random 88x150 model
+    python scripts/bench_eval.py --checkpoint runs/jsb --frames 100 --workers 1 2
+    python scripts/bench_eval.py --checkpoint runs/jsb --schedules
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from export.ais import log_partition_ais  # noqa: E402
+from export.checkpoint import load_checkpoint  # noqa: E402
+from export.evaluate import frame_biases  # noqa: E402
+from export.model import RNNRBM, RNNRBMConfig  # noqa: E402
+from rnnrbm_live.datasets import load_split  # noqa: E402
+
+JSB_TEST_FRAMES = 4725
+
+
+def model_from(checkpoint: str | None) -> RNNRBM:
+    if checkpoint:
+        return load_checkpoint(checkpoint)[0]
+    torch.manual_seed(0)
+    return RNNRBM(RNNRBMConfig(init_std=0.1, init_recurrent_std=0.1))
+
+
+def jsb_frames(model: RNNRBM, n: int):
+    v, bv, bh = frame_biases(model, load_split("jsb_chorales", "valid")[:40])
+    return v[:n], bv[:n], bh[:n]
+
+
+def speed_table(model: RNNRBM, n_frames: int, settings: list[str], workers: list[int]) -> None:
+    _, bv, bh = jsb_frames(model, n_frames)
+    print(f"{'runs':>5} {'temps':>6} {'workers':>7} {'frames':>6} {'seconds':>8} {'frames/s':>9} {'JSB test':>9}")
+    for setting in settings:
+        runs, temps = (int(x) for x in setting.split("x"))
+        for w in workers:
+            start = time.perf_counter()
+            log_partition_ais(model.W.detach(), bv, bh, n_runs=runs, n_temps=temps, workers=w,
+                              generator=torch.Generator().manual_seed(0))
+            seconds = time.perf_counter() - start
+            rate = len(bv) / seconds
+            print(f"{runs:>5} {temps:>6} {w:>7} {len(bv):>6} {seconds:>8.2f} {rate:>9.1f} "
+                  f"{JSB_TEST_FRAMES / rate / 60:>7.1f} min", flush=True)
+
+
+def schedules(K: int) -> dict[str, list[float]]:
+    t = np.linspace(0, 1, K + 1)
+    # Salakhutdinov & Murray's 0-0.5-0.9-1 pieces with their 500:4000:10000 step counts.
+    n1, n2 = round(K * 500 / 14500), round(K * 4000 / 14500)
+    piecewise = np.concatenate([np.linspace(0, .5, n1 + 1)[:-1], np.linspace(.5, .9, n2 + 1)[:-1],
+                                np.linspace(.9, 1, K - n1 - n2 + 1)])
+    return {"linear": t, "denser near 1": 1 - (1 - t) ** 2, "denser near 0": t ** 2, "S&M pieces": piecewise}
+
+
+def schedule_table(model: RNNRBM, n_frames: int, K: int) -> None:
+    """Each schedule's mean AIS standard error and error against a long reference run."""
+    _, bv, bh = jsb_frames(model, n_frames)
+    for scale in (1.0, 3.0):  # as trained, and a sharper model
+        W = model.W.detach() * scale
+        ref, _ = log_partition_ais(W, bv, bh, n_runs=200, n_temps=10 * K, generator=torch.Generator().manual_seed(99))
+        print(f"W x{scale:g}, {K} temperatures, 100 runs, {len(bv)} frames:")
+        for name, betas in schedules(K).items():
+            betas = [float(b) for b in betas]
+            est, se = log_partition_ais(W, bv, bh, n_runs=100, betas=betas, generator=torch.Generator().manual_seed(1))
+            err = est - ref
+            print(f"  {name:14s} mean SE {float(se.mean()):.4f}   rms error {float(err.pow(2).mean().sqrt()):.4f}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", help="a checkpoint or training folder (default: a random model)")
+    p.add_argument("--frames", type=int, default=60)
+    p.add_argument("--settings", nargs="+", default=["100x500", "10x100"], help="RUNSxTEMPERATURES")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--schedules", action="store_true", help="compare annealing schedules instead")
+    p.add_argument("--temperatures", type=int, default=200, help="for --schedules")
+    a = p.parse_args()
+    model = model_from(a.checkpoint)
+    if a.schedules:
+        schedule_table(model, a.frames, a.temperatures)
+    else:
+        speed_table(model, a.frames, a.settings, a.workers)
+
+
+if __name__ == "__main__":
+    main()
