@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from rnnrbm_live.datasets import dataset_frames_per_beat, DATASETS, load_split
 from rnnrbm_live.errors import UserError
+from rnnrbm_live.keys import transpose
 
 from . import batching
 from .checkpoint import load_checkpoint, load_state, save_checkpoint
@@ -49,6 +50,7 @@ class TrainSettings:
     pretrain_rnn: int = 0  # epochs of RNN pretraining on next-frame cross-entropy (the paper's)
     transpose_to_c: bool = False  # folders: estimate each piece's key and move it to C
     augment_all_keys: bool = False  # train on all 12 transpositions of every piece
+    augment_semitones: int = 0  # also train on every piece moved by -N..+N semitones (regularises)
     valid_every: int = 5  # epochs between checks on valid (quick AIS)
     valid_runs: int = 10  # AIS runs per frame for the check on valid
     valid_temps: int = 100  # AIS temperatures for the check on valid
@@ -111,6 +113,9 @@ class Trainer:
             self.valid_set = self.valid_set[:s.valid_max_seqs]
         if s.train_max_seqs:
             self.train_set = self.train_set[:s.train_max_seqs]
+        if s.augment_semitones:
+            self.train_set = [transpose(x, k) for x in self.train_set
+                              for k in range(-s.augment_semitones, s.augment_semitones + 1)]
         self.pieces = batching.chunk(self.train_set, s.seq_len)
         torch.manual_seed(s.seed)
         self.model = RNNRBM(model_config(s, fpb)).to(self.device)
@@ -177,7 +182,7 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.s.clip)
             opt.step()
             frames = float(mask.sum())
-            total += float(monitor) * frames
+            total += float(monitor.detach()) * frames
             n += frames
             bar.set_postfix(cost=f"{float(cost.detach()):.3f}", xent=f"{total / n:.3f}")
         return {"xent": total / max(n, 1), "frames": n}

@@ -1,0 +1,21 @@
+"""The models bundled with rnnrbm-live: `<name>.onnx` + `<name>.onnx.json` in this folder.
+
+Which names exist is read from the folder itself, so an install with no bundled model (a
+source checkout before the lead adds them) lists none rather than failing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MODELS_DIR = Path(__file__).resolve().parent
+
+
+def bundled_names() -> list[str]:
+    """The bundled model names, sorted; only those whose card is present count."""
+    return sorted(p.name[: -len(".onnx")] for p in MODELS_DIR.glob("*.onnx")
+                  if p.with_name(p.name + ".json").is_file())
+
+
+def bundled_path(name: str) -> Path | None:
+    """`<name>.onnx` of a bundled model, or None when no such model is bundled."""
+    return MODELS_DIR / f"{name}.onnx" if name in bundled_names() else None

@@ -1,0 +1,347 @@
+"""Shared fixtures: a small exported model, and a JACK server with independent clients.
+
+JACK (see ../shared/docs/midi-testing.md): if a server already answers (CI starts one),
+the tests use it; otherwise `jack_server` starts `jackd -S -R -d dummy -r 48000 -p 64`
+for the session and stops it at the end. When jackd is missing or does not start, JACK
+tests are skipped with the reason, or fail when RNNRBM_REQUIRE_JACK=1 (CI sets it).
+
+The independent clients use JACK-Client (PyPI `JACK-Client`): the receiver records every
+event with its sample-accurate frame time (last_frame_time + offset in the process
+callback); the sender writes events at the exact frames it was given. Both share the
+server's frame timeline, so the tests measure the engine in frames, not wall-clock time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+JACK_ENV = {"JACK_NO_AUDIO_RESERVATION": "1", "JACK_NO_START_SERVER": "1"}
+JACK_BACKEND = "mido.backends.rtmidi/UNIX_JACK"
+REPO = Path(__file__).resolve().parent.parent
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def _export_test_model(folder: Path, frames_per_beat: int = 2) -> Path:
+    """A random-init RNN-RBM with larger initial weights (it plays notes), exported."""
+    import torch
+    from export.model import RNNRBM, RNNRBMConfig
+    from export.onnx_export import export_model
+
+    torch.manual_seed(1234)
+    config = RNNRBMConfig(init_std=0.5, init_recurrent_std=0.3, gibbs_steps=5,
+                          frames_per_beat=frames_per_beat, dataset="random (tests)")
+    model = RNNRBM(config)
+    paths = export_model(model, {"metrics": None}, folder / f"random{frames_per_beat}")
+    path = Path(paths["onnx"])
+    assert path.is_file(), f"export_model wrote no {path}"
+    return path
+
+
+@pytest.fixture(scope="session")
+def live_model(tmp_path_factory) -> Path:
+    """Path to STEM.onnx of a small random model (one frame per eighth note)."""
+    return _export_test_model(tmp_path_factory.mktemp("live-model"))
+
+
+# ----------------------------------------------------------------------------- jack
+
+
+def _unavailable(reason: str):
+    if os.environ.get("RNNRBM_REQUIRE_JACK") == "1":
+        pytest.fail(f"jack is required here (RNNRBM_REQUIRE_JACK=1): {reason}")
+    pytest.skip(reason)
+
+
+def jack_answers(env: dict | None = None) -> bool:
+    if not shutil.which("jack_lsp"):
+        return False
+    try:
+        done = subprocess.run(["timeout", "5", "jack_lsp"], env=env or os.environ,
+                              capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def jack_ports() -> list[str]:
+    done = subprocess.run(["timeout", "5", "jack_lsp"], capture_output=True, text=True,
+                          timeout=10)
+    return done.stdout.split("\n")
+
+
+class JackServer:
+    def __init__(self, started: bool, rate: int = 48000, period: int = 64):
+        self.started = started
+        self.rate = rate
+        self.period = period
+
+    @property
+    def period_s(self) -> float:
+        return self.period / self.rate
+
+
+@pytest.fixture(scope="session")
+def jack_server():
+    os.environ.update(JACK_ENV)
+    try:
+        import jack  # noqa: F401  (JACK-Client; needs libjack)
+    except (ImportError, OSError) as e:
+        _unavailable(f"JACK-Client is not usable ({e}); pip install JACK-Client and "
+                     "apt-get install libjack-jackd2-0")
+    proc = None
+    log = None
+    if not jack_answers():
+        jackd = shutil.which("jackd")
+        if jackd is None:
+            _unavailable("jackd is not installed (apt-get install jackd2 jack-tools)")
+        if not shutil.which("jack_lsp"):
+            _unavailable("jack_lsp is not installed (apt-get install jack-tools)")
+        cmd = [jackd, "-S", "-R", "-P", "70", "--port-max", "128"]
+        if os.environ.get("JACK_DEFAULT_SERVER"):
+            cmd += ["-n", os.environ["JACK_DEFAULT_SERVER"]]
+        cmd += ["-d", "dummy", "-r", "48000", "-p", "64"]
+        log = tempfile.NamedTemporaryFile("w+", prefix="jackd-", suffix=".log",
+                                          delete=False)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=os.environ.copy())
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and proc.poll() is None:
+            if jack_answers():
+                break
+            time.sleep(0.1)
+        if proc.poll() is not None or not jack_answers():
+            _stop(proc)
+            log.seek(0)
+            tail = " | ".join(log.read().strip().splitlines()[-3:])
+            _unavailable(f"jackd did not start: {tail or 'no output'}")
+    # A client of ours must talk to this server through rtmidi's JACK API, never ALSA.
+    saved = os.environ.get("MIDO_BACKEND")
+    os.environ["MIDO_BACKEND"] = JACK_BACKEND
+    try:
+        yield JackServer(started=proc is not None)
+    finally:
+        if saved is None:
+            os.environ.pop("MIDO_BACKEND", None)
+        else:
+            os.environ["MIDO_BACKEND"] = saved
+        if proc is not None:
+            _stop(proc)
+        if log is not None:
+            log.close()
+            os.unlink(log.name)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+class JackReceiver:
+    """An independent JACK client with one MIDI input: records (frame, bytes) events,
+    frame = last_frame_time + offset, sample-accurate."""
+
+    def __init__(self, name: str):
+        import jack
+        self.client = jack.Client(name, no_start_server=True)
+        self.port = self.client.midi_inports.register("in")
+        self.events: list[tuple[int, bytes]] = []
+        self.xruns: list[int] = []  # frame times of the server's xruns (dummy driver stalls)
+        self.lock = threading.Lock()
+        self.client.set_process_callback(self._process)
+        self.client.set_xrun_callback(self._xrun)
+        self.client.activate()
+        self.rate = self.client.samplerate
+        self.period = self.client.blocksize
+
+    @property
+    def name(self) -> str:
+        return self.port.name
+
+    def _xrun(self, delayed_usecs):
+        self.xruns.append(self.client.frame_time)
+
+    def xrun_between(self, a: int, b: int) -> bool:
+        """Whether the server reported an xrun between frames a and b (a period either
+        side): its frame clock jumped there, so a timing check across it means nothing."""
+        late = int(0.05 * self.rate)  # the notification comes a little after the xrun
+        return any(a - self.period <= x <= b + late for x in self.xruns)
+
+    def _process(self, frames):
+        base = self.client.last_frame_time
+        got = [(base + offset, bytes(data)) for offset, data in
+               self.port.incoming_midi_events()]
+        if got:
+            with self.lock:
+                self.events.extend(got)
+
+    def snapshot(self) -> list[tuple[int, bytes]]:
+        with self.lock:
+            return list(self.events)
+
+    def note_events(self):
+        """[(frame, 'on'|'off', note)] of the received note messages."""
+        out = []
+        for frame, data in self.snapshot():
+            kind = data[0] & 0xF0
+            if kind == 0x90 and data[2] > 0:
+                out.append((frame, "on", data[1]))
+            elif kind in (0x80, 0x90):
+                out.append((frame, "off", data[1]))
+        return out
+
+    def frame_time(self) -> int:
+        return self.client.frame_time
+
+    def close(self) -> None:
+        try:
+            self.client.deactivate()
+        finally:
+            self.client.close()
+
+
+class JackSender:
+    """An independent JACK client with one MIDI output that writes each queued event at
+    the exact frame it was given (events for past frames go out at once)."""
+
+    def __init__(self, name: str):
+        import jack
+        self.client = jack.Client(name, no_start_server=True)
+        self.port = self.client.midi_outports.register("out")
+        self.queue: list[tuple[int, bytes]] = []
+        self.sent: list[tuple[int, bytes]] = []
+        self.lock = threading.Lock()
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+        self.rate = self.client.samplerate
+        self.period = self.client.blocksize
+
+    @property
+    def name(self) -> str:
+        return self.port.name
+
+    def at(self, frame: int, data: bytes) -> None:
+        with self.lock:
+            self.queue.append((int(frame), bytes(data)))
+            self.queue.sort(key=lambda e: e[0])
+
+    def _process(self, frames):
+        self.port.clear_buffer()
+        base = self.client.last_frame_time
+        end = base + frames
+        with self.lock:
+            due = [e for e in self.queue if e[0] < end]
+            if not due:
+                return
+            self.queue = self.queue[len(due):]
+        for frame, data in due:
+            offset = max(0, frame - base)
+            self.port.write_midi_event(offset, data)
+            self.sent.append((base + offset, data))
+
+    def pending(self) -> int:
+        with self.lock:
+            return len(self.queue)
+
+    def frame_time(self) -> int:
+        return self.client.frame_time
+
+    def close(self) -> None:
+        try:
+            self.client.deactivate()
+        finally:
+            self.client.close()
+
+
+@pytest.fixture
+def receiver(jack_server):
+    r = JackReceiver(f"recv{os.getpid() % 10000}")
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def jack_sender(jack_server):
+    s = JackSender(f"send{os.getpid() % 10000}")
+    yield s
+    s.close()
+
+
+class EngineProcess:
+    """`python -m rnnrbm_live.cli ...` in a subprocess, its stderr read on a thread."""
+
+    def __init__(self, args: list[str]):
+        env = os.environ.copy()
+        env.update(JACK_ENV)
+        extra = env.pop("RNNRBM_TEST_PYTHONPATH", "")  # a test's sitecustomize, if any
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (extra, str(REPO), env.get("PYTHONPATH", "")) if p)
+        self.proc = subprocess.Popen([sys.executable, "-m", "rnnrbm_live.cli", *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=env, cwd=str(REPO))
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.lines):
+                return
+            if self.proc.poll() is not None:
+                self._reader.join(2)
+                raise AssertionError(f"the engine exited ({self.proc.returncode}) before "
+                                     f"{text!r}: " + "\n".join(self.lines[-15:]))
+            time.sleep(0.02)
+        raise AssertionError(f"no {text!r} within {timeout} s: " + "\n".join(self.lines))
+
+    def stop(self, sig=None, timeout: float = 15.0) -> int:
+        import signal as signal_module
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig or signal_module.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("the engine did not exit after SIGTERM")
+        self._reader.join(2)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def engine_process():
+    started: list[EngineProcess] = []
+
+    def start(*args: str) -> EngineProcess:
+        p = EngineProcess(list(args))
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.kill()

@@ -1,0 +1,238 @@
+"""rnnrbm-export: the ONNX step graph against the float32 torch reference, on real models.
+
+The random models use large RBM weights and random biases so that units really flip; the
+recurrent weights stay small enough for the RNN not to be chaotic. A chaotic one (say
+std 0.3 at 100 recurrent units) amplifies the 1-ulp differences between MKL's tanh, which
+torch uses, and any tanh onnxruntime has, until v differs: no graph can follow torch's u
+through hundreds of fed-back frames then, so those rollouts would test the RNN, not the
+export. The self-check (and test_chaotic_model_still_exports) covers them frame by frame.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from safetensors.numpy import load_file
+
+from export.checkpoint import save_checkpoint
+from export.model import CONTRACT_PARAMETERS, RNNRBM, RNNRBMConfig
+from export.onnx_export import (ExportCheckError, build_step_graph, export_model, main, reference_step,
+                                verify_step_graph)
+from rnnrbm_live.session import session_options
+
+ROOT = Path(__file__).resolve().parents[1]
+METRICS = {"split": "test", "LL": -3.12, "ACC": 0.71, "estimated_by": "AIS, 100 chains"}
+
+
+def random_model(n_hidden: int, n_recurrent: int, k: int, w_std: float, rec_std: float, seed: int) -> RNNRBM:
+    torch.manual_seed(seed)
+    model = RNNRBM(RNNRBMConfig(n_hidden=n_hidden, n_recurrent=n_recurrent, gibbs_steps=k, init_std=w_std,
+                                init_recurrent_std=rec_std, dataset="random", learn_u0=True))
+    with torch.no_grad():
+        model.bv.normal_(0, 1)
+        model.bh.normal_(0, 1)
+        model.bu.normal_(0, 0.5)
+        model.u0.normal_(0, 0.5).tanh_()
+    return model
+
+
+SMALL = dict(n_hidden=40, n_recurrent=16, k=10, w_std=0.5, rec_std=0.3, seed=1)
+DEFAULT = dict(n_hidden=150, n_recurrent=100, k=25, w_std=0.5, rec_std=0.05, seed=2)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> dict:
+    """(model, paths) for each (size, graph design) used below, exported once."""
+    out = tmp_path_factory.mktemp("export")
+    made = {}
+    for size, spec in (("small", SMALL), ("default", DEFAULT)):
+        model = random_model(**spec)
+        for graph in ("threshold", "sigmoid"):
+            paths = export_model(model, {"metrics": METRICS}, out / f"{size}_{graph}", graph=graph)
+            made[size, graph] = (model, paths)
+    return made
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), session_options(1), providers=["CPUExecutionProvider"])
+
+
+def _feeds(u: np.ndarray, noise, mask, value, temp) -> dict[str, np.ndarray]:
+    return {"u_prev": u, "noise": noise, "clamp_mask": mask, "clamp_value": value, "temperature": temp}
+
+
+@pytest.mark.parametrize("size", ["small", "default"])
+@pytest.mark.parametrize("graph", ["threshold", "sigmoid"])
+def test_long_feedback_rollout_matches_torch(exported, size, graph):
+    """500 frames at batch 8, each side fed its own u: v identical at every frame, u within 1e-5."""
+    model, paths = exported[size, graph]
+    c, session, rng = model.config, _session(paths["onnx"]), np.random.default_rng(7)
+    batch, frames = 8, 500
+    u_ref = u_onnx = np.tile(model.u0.detach().numpy(), (batch, 1))
+    played = []
+    for t in range(frames):
+        noise = rng.random((batch, c.gibbs_steps, c.n_hidden + c.n_visible), dtype=np.float32)
+        mask = (rng.random((batch, c.n_visible)) < (0.2 if t % 3 else 0.0)).astype(np.float32)
+        value = (rng.random((batch, c.n_visible)) < 0.5).astype(np.float32)
+        temp = rng.uniform(0.5, 2.0, (batch, 1)).astype(np.float32)
+        v_ref, u_ref = reference_step(model, _feeds(u_ref, noise, mask, value, temp))
+        v, u_onnx = session.run(None, _feeds(u_onnx, noise, mask, value, temp))
+        assert np.array_equal(v, v_ref), f"v differs at frame {t}"
+        assert np.abs(u_onnx - u_ref).max() <= 1e-5, f"u differs at frame {t}"
+        assert np.all(v[mask > 0] == value[mask > 0])
+        played.append(v)
+    played = np.array(played)
+    assert 0.1 < played.mean() < 0.9 and played.std(axis=0).mean() > 0.2  # units really flip
+
+
+def test_listening_reproduces_the_played_frames(exported):
+    model, paths = exported["default", "threshold"]
+    c, session, rng = model.config, _session(paths["onnx"]), np.random.default_rng(3)
+    batch = 4
+    u_ref = u_onnx = np.tile(model.u0.detach().numpy(), (batch, 1))
+    ones = np.ones((batch, c.n_visible), np.float32)
+    for t in range(200):
+        frame = (rng.random((batch, c.n_visible)) < 0.1).astype(np.float32)
+        noise = rng.random((batch, c.gibbs_steps, c.n_hidden + c.n_visible), dtype=np.float32)
+        temp = rng.uniform(0.5, 2.0, (batch, 1)).astype(np.float32)
+        v_ref, u_ref = reference_step(model, _feeds(u_ref, noise, ones, frame, temp))
+        v, u_onnx = session.run(None, _feeds(u_onnx, noise, ones, frame, temp))
+        assert np.array_equal(v, frame) and np.array_equal(v_ref, frame), f"frame {t}"
+        assert np.abs(u_onnx - u_ref).max() <= 1e-5, f"u differs at frame {t}"
+
+
+def test_chaotic_model_still_exports(tmp_path):
+    """Recurrent std 0.3 at 100 units: fed-back rollouts diverge (see the module docstring),
+    but every single step agrees, which is what the export checks."""
+    model = random_model(150, 100, 25, 0.5, 0.3, seed=4)
+    paths = export_model(model, {}, tmp_path / "chaotic")
+    card = json.loads(paths["card"].read_text())
+    assert card["self_check"]["max_abs_u_diff"] <= 1e-5
+
+
+def test_card_fields_and_sha256(exported):
+    model, paths = exported["default", "sigmoid"]
+    card = json.loads(paths["card"].read_text())
+    c = model.config
+    assert card["format"] == "rnnrbm-step/1"
+    assert (card["n_visible"], card["lowest_pitch"], card["n_hidden"], card["n_recurrent"]) == (88, 21, 150, 100)
+    assert card["gibbs_steps"] == 25 and card["frames_per_beat"] == c.frames_per_beat
+    assert np.array_equal(np.float32(card["u0"]), model.u0.detach().numpy())
+    assert card["dataset"] == "random" and card["transposed_to"] == "C major/minor"
+    assert card["metrics"] == METRICS and card["opset"] == 17
+    assert [(i["name"], i["shape"]) for i in card["inputs"]] == [
+        ("u_prev", ["B", 100]), ("noise", ["B", 25, 238]), ("clamp_mask", ["B", 88]),
+        ("clamp_value", ["B", 88]), ("temperature", ["B", 1])]
+    assert [(o["name"], o["shape"]) for o in card["outputs"]] == [("v", ["B", 88]), ("u", ["B", 100])]
+    assert card["created"].endswith("+00:00")
+    assert card["safetensors_sha256"] == hashlib.sha256(paths["weights"].read_bytes()).hexdigest()
+    assert card["exporter"]["tool"] == "rnnrbm-export" and card["exporter"]["version"]
+    assert card["graph"] == {"design": "sigmoid", "nodes": 14 * 25 + 20}
+    assert json.loads(exported["default", "threshold"][1]["card"].read_text())["graph"]["nodes"] == 4 * 25 + 25
+
+
+def test_weights_file_holds_exactly_the_contract_tensors(exported):
+    model, paths = exported["small", "threshold"]
+    tensors = load_file(str(paths["weights"]))
+    assert sorted(tensors) == sorted(CONTRACT_PARAMETERS)
+    for name, array in tensors.items():
+        assert array.dtype == np.float32
+        assert np.array_equal(array, getattr(model, name).detach().numpy())
+
+
+def test_onnx_is_one_clean_self_contained_file(exported, tmp_path):
+    _, paths = exported["small", "threshold"]
+    proto = onnx.load(str(paths["onnx"]), load_external_data=False)
+    assert all(t.data_location != onnx.TensorProto.EXTERNAL and not t.external_data for t in proto.graph.initializer)
+    assert proto.graph.name == "rnnrbm_step" and not proto.doc_string and not proto.graph.doc_string
+    assert not proto.metadata_props and not any(n.doc_string for n in proto.graph.node)
+    lone = tmp_path / "alone" / "model.onnx"
+    lone.parent.mkdir()
+    shutil.copy(paths["onnx"], lone)  # without its card and weights
+    session = _session(lone)
+    b = 2
+    v, u = session.run(None, _feeds(np.zeros((b, 16), np.float32), np.random.rand(b, 10, 128).astype(np.float32),
+                                    np.zeros((b, 88), np.float32), np.zeros((b, 88), np.float32),
+                                    np.ones((b, 1), np.float32)))
+    assert v.shape == (b, 88) and u.shape == (b, 16) and set(np.unique(v)) <= {0.0, 1.0}
+
+
+def test_self_check_rejects_a_graph_of_other_weights():
+    model, other = random_model(**SMALL), random_model(**{**SMALL, "seed": 9})
+    weights = {n: getattr(other, n).detach().numpy() for n in CONTRACT_PARAMETERS}
+    graph = build_step_graph(weights, 10).SerializeToString()
+    with pytest.raises(ExportCheckError, match="disagree on v"):
+        verify_step_graph(model, graph, 10)
+
+
+def test_self_check_rejects_a_graph_with_the_wrong_k():
+    model = random_model(**SMALL)
+    weights = {n: getattr(model, n).detach().numpy() for n in CONTRACT_PARAMETERS}
+    with pytest.raises(ExportCheckError, match="does not take this model's inputs"):
+        verify_step_graph(model, build_step_graph(weights, 9).SerializeToString(), 10)
+
+
+def _checkpoint(tmp_path: Path, model: RNNRBM, name: str = "ck") -> Path:
+    path = tmp_path / f"{name}.safetensors"
+    save_checkpoint(path, model, {"metrics": METRICS})
+    return path
+
+
+def test_failed_export_writes_nothing_and_keeps_an_earlier_export(tmp_path, capsys):
+    good = _checkpoint(tmp_path, random_model(**SMALL), "good")
+    assert main([str(good), "-o", str(tmp_path / "out" / "m")]) == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    diverged = random_model(**SMALL)
+    with torch.no_grad():
+        diverged.W[3, 5] = float("nan")
+    bad = _checkpoint(tmp_path, diverged, "bad")
+    capsys.readouterr()
+    assert main([str(bad), "-o", str(tmp_path / "out" / "m")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rnnrbm-export: self-check failed") and "non-finite values in W" in err
+    assert "\n" not in err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
+    assert main([str(bad), "-o", str(tmp_path / "fresh" / "m")]) == 1
+    assert not (tmp_path / "fresh").exists() or not any((tmp_path / "fresh").iterdir())
+
+
+def test_cli_exports_with_options(tmp_path, capsys):
+    ck = _checkpoint(tmp_path, random_model(**SMALL))
+    assert main([str(ck), "-o", str(tmp_path / "m13"), "--gibbs-steps", "5", "--opset", "13"]) == 0
+    assert "self-check" in capsys.readouterr().out
+    card = json.loads((tmp_path / "m13.onnx.json").read_text())
+    assert card["gibbs_steps"] == 5 and card["opset"] == 13
+    proto = onnx.load(str(tmp_path / "m13.onnx"))
+    assert proto.opset_import[0].version == 13
+    assert [d.dim_value for d in proto.graph.input[1].type.tensor_type.shape.dim[1:]] == [5, 128]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["missing.safetensors"], "no such checkpoint"),
+    (["CK", "--gibbs-steps", "0"], "--gibbs-steps must be a positive integer"),
+    (["CK", "--opset", "5"], "--opset 5 is not supported"),
+])
+def test_cli_errors_are_one_line(tmp_path, capsys, args, message):
+    ck = _checkpoint(tmp_path, random_model(**SMALL))
+    argv = [str(ck) if a == "CK" else str(tmp_path / a) if a.endswith(".safetensors") else a for a in args]
+    assert main([*argv, "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rnnrbm-export: ") and message in err and err.count("\n") == 1
+    assert not list(tmp_path.glob("out*"))
+
+
+def test_cli_error_has_no_traceback_in_a_real_process(tmp_path):
+    argv = [sys.executable, "-m", "export.onnx_export", str(tmp_path / "nope"), "-o", str(tmp_path / "x")]
+    run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.startswith("rnnrbm-export: ") and "Traceback" not in run.stderr

@@ -1,0 +1,268 @@
+"""rnnrbm-live end to end on a real JACK server (dummy backend, 48 kHz, 64-frame periods).
+
+The engine runs as `python -m rnnrbm_live.cli` in its own process; the test's clients are
+independent JACK-Client clients (conftest.py): a receiver that stamps every event with its
+sample-accurate frame, and a sender that writes events (a phrase, MIDI clock) at exact
+frames. Sender and receiver share the server's frame timeline, so every check is in
+frames, with tolerances tied to the transport: one or two periods, plus the engine's
+thread hand-offs where an input has to cause an output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import jack_ports
+
+pytestmark = [pytest.mark.jack, pytest.mark.slow]
+
+TICK_SLACK_S = 0.004    # input -> engine thread -> output, beyond the transport's periods
+REACT_SLACK_S = 0.012   # a note that must stop the answer: two thread hand-offs
+
+
+def _client_name() -> str:
+    return f"rnnrbm-t{os.getpid() % 100000}"
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _balanced(events) -> dict[int, int]:
+    """note -> ons minus offs over (frame, kind, note) events in the order they arrived
+    (not sorted: within one period an on and its off share a frame); {}: nothing hangs."""
+    count: dict[int, int] = {}
+    for _, kind, note in events:
+        count[note] = count.get(note, 0) + (1 if kind == "on" else -1)
+        count[note] = max(count[note], 0)  # a note-off for a note not sounding is harmless
+    return {n: c for n, c in count.items() if c}
+
+
+def _engine(engine_process, model, *args):
+    return engine_process("--model", str(model), "--backend", "jack", "--client-name",
+                          _client_name(), *args)
+
+
+def test_generate_falls_on_the_100_bpm_grid_and_sigterm_leaves_nothing_hanging(
+        jack_server, receiver, engine_process, live_model, tmp_path):
+    stats = tmp_path / "stats.json"
+    p = _engine(engine_process, live_model, "--mode", "generate", "--bpm", "100",
+                "--seed", "3", "--out-port", receiver.name, "--stats-json", str(stats))
+    p.wait_for("playing")
+    step = 0.3 * receiver.rate
+    _wait(lambda: len({round(f / step) for f, k, _ in receiver.note_events()}) >= 10, 15,
+          "ten frames of notes")
+    assert p.stop() == 0  # SIGTERM: a normal stop
+    assert any("stopped (sigterm)" in line for line in p.lines)
+
+    events = receiver.note_events()
+    assert not _balanced(events), "a note-on without its note-off after SIGTERM"
+    last = receiver.snapshot()[-1][1]
+    assert last[0] & 0xF0 == 0xB0 and last[1] == 123, "no all-notes-off at the end"
+
+    # The grid: each frame's events arrive together, 14400 frames (0.3 s) after the
+    # previous frame's (a multiple of it when frames repeat), within the transport's
+    # quantum: RtMidi writes at the start of the next period, so +-1 period, plus the
+    # dummy backend's own clock drift. Intervals across a reported xrun are not judged.
+    ons = sorted({f for f, kind, _ in events if kind == "on"})
+    final = max(f for f, _, _ in events)
+    lines = sorted({f for f in ons if final - f > receiver.period})  # not the shutdown
+    tolerance = 2 * receiver.period + 0.002 * step
+    judged = 0
+    for a, b in zip(lines, lines[1:]):
+        n = round((b - a) / step)
+        if n == 0 or receiver.xrun_between(a, b):
+            continue
+        judged += 1
+        assert abs((b - a) - n * step) <= tolerance, \
+            f"frames {a} -> {b}: {(b - a) / receiver.rate:.5f} s is not {n} x 0.3 s"
+    assert judged >= 5
+    s = json.loads(stats.read_text())
+    assert s["late_frames"] == 0 and s["skipped_frames"] == 0
+    assert s["send_lateness_ms"]["p99"] < 2.0
+
+
+def test_continue_answers_after_the_silence_span_and_yields_to_the_player(
+        jack_server, receiver, jack_sender, engine_process, live_model):
+    bpm, dt = 200, 0.15
+    rate = receiver.rate
+    p = _engine(engine_process, live_model, "--mode", "continue", "--bpm", str(bpm),
+                "--seed", "5", "--answer-bars", "2", "--in-port", jack_sender.name,
+                "--out-port", receiver.name)
+    p.wait_for("playing")
+    # a phrase of six notes in E major, 0.15 s apart, not on the engine's grid
+    start = jack_sender.frame_time() + int(0.3 * rate)
+    last_off = 0
+    for i, note in enumerate([64, 68, 71, 73, 71, 68]):
+        on = start + int(i * dt * rate)
+        off = on + int(0.8 * dt * rate)
+        jack_sender.at(on, bytes([0x90, note, 90]))
+        jack_sender.at(off, bytes([0x80, note, 0]))
+        last_off = off
+    span = 8 * dt  # one bar of eighth notes
+    first_on = _wait(lambda: min((f for f, k, _ in receiver.note_events()
+                                  if k == "on"), default=None), 10, "the answer")
+    assert not [f for f, k, _ in receiver.note_events() if f < last_off], \
+        "the engine played while the player was playing"
+    # the answer starts on the grid line nearest the end of the silence span
+    end_of_span = last_off + span * rate
+    tolerance = (dt / 2) * rate + 2 * receiver.period + TICK_SLACK_S * rate
+    assert abs(first_on - end_of_span) <= tolerance, \
+        f"answer at {(first_on - end_of_span) / rate:+.3f} s from the end of the span"
+
+    # the player plays again while the answer sounds: the answer yields at once
+    interrupt = max(first_on + int(0.4 * dt * rate), jack_sender.frame_time() +
+                    int(0.02 * rate))
+    jack_sender.at(interrupt, bytes([0x90, 76, 90]))
+    jack_sender.at(interrupt + int(0.5 * rate), bytes([0x80, 76, 0]))
+    time.sleep((interrupt - jack_sender.frame_time()) / rate + 0.6)
+    events = receiver.note_events()
+    sounding = _balanced([e for e in events if e[0] < interrupt])
+    assert sounding, "nothing sounded when the player came back"
+    react = 2 * receiver.period + REACT_SLACK_S * rate
+    offs = {n: f for f, k, n in events if k == "off" and f >= interrupt}
+    for note in sounding:
+        assert note in offs and offs[note] - interrupt <= react, \
+            f"note {note} went on after the player came back"
+    later = [f for f, k, _ in events if k == "on" and f > interrupt + react]
+    assert not later, "the answer went on after the player came back"
+    assert p.stop() == 0
+    assert not _balanced(receiver.note_events())
+
+
+def _clock_run(sender, start_frame, bpm, ticks):
+    period = round(60 / bpm / 24 * sender.rate)
+    frames = [start_frame + i * period for i in range(ticks)]
+    for f in frames:
+        sender.at(f, bytes([0xF8]))
+    return frames
+
+
+def test_midi_clock_is_followed_through_a_tempo_change_stop_and_start(
+        jack_server, receiver, jack_sender, engine_process, live_model):
+    rate = receiver.rate
+    p = _engine(engine_process, live_model, "--mode", "generate", "--clock", "midi",
+                "--seed", "6", "--in-port", jack_sender.name, "--out-port", receiver.name)
+    p.wait_for("waiting for the daw")
+    t = jack_sender.frame_time() + int(0.3 * rate)
+    jack_sender.at(t, bytes([0xFA]))                                   # start
+    run1 = _clock_run(jack_sender, t + int(0.01 * rate), 120, 48)      # 2 beats at 120
+    run1 += _clock_run(jack_sender, run1[-1] + round(60 / 150 / 24 * rate), 150, 48)
+    stop = run1[-1] + int(0.005 * rate)
+    jack_sender.at(stop, bytes([0xFC]))                                # stop
+    idle = _clock_run(jack_sender, stop + int(0.01 * rate), 150, 20)   # clock, stopped
+    restart = idle[-1] + int(0.01 * rate)
+    jack_sender.at(restart, bytes([0xFA]))                             # start again
+    run2 = _clock_run(jack_sender, restart + int(0.01 * rate), 150, 36)
+    stop2 = run2[-1] + int(0.005 * rate)
+    jack_sender.at(stop2, bytes([0xFC]))
+    _wait(lambda: jack_sender.pending() == 0, 10, "the clock to be sent")
+    time.sleep(0.3)
+    assert p.stop() == 0
+
+    events = receiver.note_events()
+    slack = 2 * receiver.period + int(TICK_SLACK_S * rate)
+    frame_ticks = run1[::12] + run2[::12]
+    ons = sorted({f for f, k, _ in events if k == "on"})
+    assert len(ons) >= len(frame_ticks) // 2, "too few frames played"
+    for f in ons:
+        assert any(0 <= f - tick <= slack for tick in frame_ticks), \
+            f"a note at frame {f} is not on a frame tick"
+    # the tempo change: frames 12 ticks apart at 120 bpm, then at 150 bpm
+    assert any(abs(f - run1[12]) <= slack for f in ons) or \
+        any(abs(f - run1[60]) <= slack for f in ons)
+    # stop silences everything at once and nothing plays until the restart
+    assert not _balanced([e for e in events if e[0] <= stop + slack + 2 * receiver.period])
+    assert not [f for f in ons if stop + slack < f < restart]
+    # after the restart, frame 0 falls on its first tick
+    assert min(f for f in ons if f > restart) - run2[0] <= slack
+    assert not _balanced(events)
+
+
+def test_ports_are_listed_with_directions_and_a_mistyped_name_creates_nothing(
+        jack_server, receiver):
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(__file__))}
+    listing = subprocess.run([sys.executable, "-m", "rnnrbm_live.cli", "ports",
+                              "--backend", "jack"], capture_output=True, text=True,
+                             env=env, timeout=30)
+    assert listing.returncode == 0
+    into, _, listen = listing.stdout.partition("can listen TO")
+    assert "can play INTO" in into and receiver.name in into
+    assert receiver.name not in listen
+
+    before = set(jack_ports())
+    wrong = subprocess.run([sys.executable, "-m", "rnnrbm_live.cli", "--backend", "jack",
+                            "--out-port", "no-such-synth", "--client-name", _client_name()],
+                           capture_output=True, text=True, env=env, timeout=60)
+    assert wrong.returncode == 2
+    lines = wrong.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--out-port no-such-synth: no such midi port" in lines[0]
+    assert receiver.name in lines[0]  # it lists the ports that exist
+    assert set(jack_ports()) == before, "a port was created for a mistyped name"
+
+
+def test_a_vanished_output_port_ends_with_one_line(jack_server, engine_process, live_model):
+    from conftest import JackReceiver
+    target = JackReceiver(f"gone{os.getpid() % 10000}")
+    try:
+        p = _engine(engine_process, live_model, "--mode", "generate", "--bpm", "200",
+                    "--out-port", target.name)
+        p.wait_for("playing")
+        _wait(lambda: target.note_events(), 10, "notes")
+    finally:
+        target.close()  # the synth quits
+    code = p.proc.wait(15)
+    p._reader.join(2)
+    assert code == 2
+    errors = [line for line in p.lines if "error" in line]
+    assert len(errors) == 1 and "the output port is gone" in errors[0]
+    assert not any("Traceback" in line for line in p.lines)
+
+
+FAILING_STEP = """
+from rnnrbm_live import session as _session
+_real, _calls = _session.StepSession.step, [0]
+def _step(self, *args, **kwargs):
+    _calls[0] += 1
+    if _calls[0] > 30:  # after the warm-up and a few frames
+        raise RuntimeError("CUDA error: device lost")
+    return _real(self, *args, **kwargs)
+_session.StepSession.step = _step
+"""
+
+
+def test_an_exception_in_the_model_thread_silences_then_exits_with_one_line(
+        jack_server, receiver, engine_process, live_model, tmp_path):
+    # The engine's own process, with its model made to fail through a sitecustomize on
+    # its path (the engine must run apart from the test's JACK clients: in one process,
+    # closing an rtmidi JACK client while a JACK-Client callback waits for the GIL
+    # deadlocks the server's cycle).
+    (tmp_path / "sitecustomize.py").write_text(FAILING_STEP)
+    os.environ["RNNRBM_TEST_PYTHONPATH"] = str(tmp_path)
+    try:
+        p = _engine(engine_process, live_model, "--mode", "generate", "--bpm", "240",
+                    "--out-port", receiver.name, "--stop-after", "20", "-q")
+        code = p.proc.wait(30)
+    finally:
+        del os.environ["RNNRBM_TEST_PYTHONPATH"]
+    p._reader.join(2)
+    assert code == 1
+    assert len(p.lines) == 1 and "internal error in the model thread" in p.lines[0]
+    assert "device lost" in p.lines[0]
+    time.sleep(0.1)
+    events = receiver.note_events()
+    assert events and not _balanced(events)
+    last = receiver.snapshot()[-1][1]
+    assert last[0] & 0xF0 == 0xB0 and last[1] == 123

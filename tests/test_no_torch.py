@@ -1,0 +1,69 @@
+"""The runtime package never imports torch: every module of rnnrbm_live is imported, and an
+exported model loaded and stepped, in a process where torch cannot be imported at all."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from export.model import RNNRBM, RNNRBMConfig
+from export.onnx_export import export_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Installed before anything else is imported: any "torch*" import raises ImportError.
+CHILD = r'''
+import importlib.abc
+import sys
+
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0].startswith("torch"):
+            raise ImportError(f"torch is blocked here: the runtime imported {name}")
+        return None
+
+sys.meta_path.insert(0, NoTorch())
+try:
+    import torch
+    sys.exit("the blocker failed: torch imported")
+except ImportError:
+    pass
+
+import importlib
+import pkgutil
+
+import numpy as np
+import rnnrbm_live
+
+modules = [m.name for m in pkgutil.walk_packages(rnnrbm_live.__path__, "rnnrbm_live.")]
+for name in modules:
+    importlib.import_module(name)
+
+from rnnrbm_live.session import StepSession, scale_lock
+
+session = StepSession(sys.argv[1], batch=2, device="auto", seed=0)
+session.allowed = scale_lock([0, 4, 7])
+frames = np.array([session.step() for _ in range(20)])
+assert frames.shape == (20, 2, 88) and frames[:, :, ~session.allowed].sum() == 0
+assert np.array_equal(session.listen(frames[-1]), frames[-1])
+assert not [m for m in sys.modules if m.split(".")[0].startswith("torch")]
+print("imported", " ".join(modules))
+print("ok", session.describe())
+'''
+
+
+def test_runtime_runs_without_torch(tmp_path):
+    torch.manual_seed(0)
+    model = RNNRBM(RNNRBMConfig(n_hidden=32, n_recurrent=12, gibbs_steps=5, init_std=0.5))
+    paths = export_model(model, {}, tmp_path / "m")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    run = subprocess.run([sys.executable, "-c", CHILD, str(paths["onnx"])], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "ok " in run.stdout
+    imported = run.stdout.split("imported ", 1)[1].splitlines()[0].split()
+    assert {"rnnrbm_live.session", "rnnrbm_live.model_card", "rnnrbm_live.models"} <= set(imported)

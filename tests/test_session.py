@@ -1,0 +1,243 @@
+"""StepSession and model loading on a real exported model (onnxruntime CPU provider)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+import rnnrbm_live.models as bundled
+from export.model import RNNRBM, RNNRBMConfig
+from export.onnx_export import export_model
+from rnnrbm_live.errors import UserError
+from rnnrbm_live.model_card import load_model
+from rnnrbm_live.session import (DeviceRunner, StepSession, cuda_unavailable_reason, pitch_range, scale_lock,
+                                 session_options)
+
+N_HIDDEN, N_RECURRENT, K = 40, 16, 10
+C_MAJOR = (0, 2, 4, 5, 7, 9, 11)
+
+
+@pytest.fixture(scope="module")
+def stem(tmp_path_factory) -> Path:
+    """A small exported model with weights large enough for lively, varied frames."""
+    torch.manual_seed(0)
+    model = RNNRBM(RNNRBMConfig(n_hidden=N_HIDDEN, n_recurrent=N_RECURRENT, gibbs_steps=K, init_std=0.5,
+                                init_recurrent_std=0.3, learn_u0=True, dataset="random"))
+    with torch.no_grad():
+        model.bv.normal_(-1, 1)
+        model.bh.normal_(0, 1)
+        model.u0.normal_(0, 0.5).tanh_()
+    out = tmp_path_factory.mktemp("model") / "tiny"
+    export_model(model, {}, out)
+    return out
+
+
+@pytest.fixture
+def copy_of(stem, tmp_path):
+    """A fresh copy of the exported model's .onnx and card, to damage."""
+    target = tmp_path / "m"
+    for suffix in (".onnx", ".onnx.json"):
+        shutil.copy(f"{stem}{suffix}", f"{target}{suffix}")
+    return target
+
+
+def _session(stem, **kw) -> StepSession:
+    return StepSession(str(stem), device="cpu", **kw)
+
+
+def test_frames_are_uint8_keys_and_the_provider_is_named(stem):
+    s = _session(stem, batch=3, seed=1)
+    v = s.step()
+    assert v.shape == (3, 88) and v.dtype == np.uint8 and set(np.unique(v)) <= {0, 1}
+    assert s.provider == "CPUExecutionProvider" and "CPUExecutionProvider" in s.describe()
+
+
+def test_session_runs_the_graph_with_its_own_noise_stream(stem):
+    """The bound buffers and the alternating state buffers feed the graph what a plain run would."""
+    model = load_model(stem)
+    s = _session(stem, batch=2, seed=11, temperature=0.8)
+    raw = ort.InferenceSession(str(model.onnx_path), session_options(1), providers=["CPUExecutionProvider"])
+    rng, u = np.random.default_rng(11), np.tile(model.u0, (2, 1))
+    zeros, temp = np.zeros((2, 88), np.float32), np.full((2, 1), 0.8, np.float32)
+    for t in range(40):
+        noise = rng.random((2, K, N_HIDDEN + 88), dtype=np.float32)
+        v, u = raw.run(None, {"u_prev": u, "noise": noise, "clamp_mask": zeros, "clamp_value": zeros,
+                              "temperature": temp})
+        assert np.array_equal(s.step(), v.astype(np.uint8)), f"frame {t}"
+        assert np.array_equal(s.state, u)
+
+
+def test_a_seed_reproduces_and_another_differs(stem):
+    sessions = [_session(stem, batch=2, seed=seed) for seed in (5, 5, 6)]
+    a, b, c = ([s.step() for _ in range(30)] for s in sessions)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_listening_returns_the_frames_and_the_state_follows_them(stem):
+    s1, s2 = _session(stem, batch=2, seed=1), _session(stem, batch=2, seed=2)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        frames = (rng.random((2, 88)) < 0.1).astype(np.uint8)
+        assert np.array_equal(s1.listen(frames), frames) and np.array_equal(s2.listen(frames), frames)
+        assert np.array_equal(s1.state, s2.state)  # the noise plays no part when every unit is held
+
+
+def test_clamped_units_never_differ_from_their_clamp(stem):
+    s, rng = _session(stem, batch=4, seed=3), np.random.default_rng(1)
+    for _ in range(60):
+        mask = rng.random((4, 88)) < 0.3
+        value = rng.random((4, 88)) < 0.5
+        v = s.step(clamp_mask=mask, clamp_value=value)
+        assert np.array_equal(v[mask], value[mask])
+    held = np.zeros(88, bool)
+    held[[39, 43, 46]] = True  # one chord held on every stream
+    for _ in range(20):
+        assert np.all(s.step(clamp_mask=held, clamp_value=held)[:, held] == 1)
+    assert np.all(s.step(clamp_mask=held)[:, held] == 0)  # a mask alone holds keys at 0
+
+
+def test_a_scale_and_range_lock_keeps_keys_silent_but_the_players(stem):
+    s = _session(stem, batch=4, seed=4)
+    s.allowed = scale_lock(C_MAJOR) & pitch_range(48, 84)
+    player = np.zeros(88, bool)
+    player[66 - 21] = True  # F#4, outside the lock, held down by the player
+    frames = np.array([s.step(clamp_mask=player, clamp_value=player) for _ in range(80)])
+    outside = ~s.allowed & ~player
+    assert frames[:, :, outside].sum() == 0
+    assert np.all(frames[:, :, player] == 1)
+    assert frames[:, :, s.allowed].sum() > 50  # the lock is not silence
+
+
+def test_rolling_back_the_state_and_noise_replays_the_continuation(stem):
+    s = _session(stem, batch=3, seed=8)
+    for _ in range(5):
+        s.step()
+    state, noise = s.state, s.noise_state
+    ahead = [s.step(clamp_mask=np.arange(88) % 7 == 0) for _ in range(15)]
+    after = s.state
+    s.state, s.noise_state = state, noise
+    again = [s.step(clamp_mask=np.arange(88) % 7 == 0) for _ in range(15)]
+    assert np.array_equal(ahead, again) and np.array_equal(s.state, after)
+    state[0] = 0.5
+    s.state = state
+    assert np.array_equal(s.state, state)  # a copy goes in and a copy comes out
+    with pytest.raises(ValueError, match="state must have shape"):
+        s.state = np.zeros((2, N_RECURRENT))
+
+
+def test_batch_rows_are_independent(stem):
+    """Changing one stream's clamps or state leaves the other streams' frames unchanged."""
+    s1, s2 = _session(stem, batch=3, seed=9), _session(stem, batch=3, seed=9)
+    mask = np.zeros((3, 88), bool)
+    mask[0] = True
+    for _ in range(25):
+        a, b = s1.step(), s2.step(clamp_mask=mask, clamp_value=mask)
+        assert np.array_equal(a[1:], b[1:]) and np.all(b[0] == 1)
+    s2.reset(rows=[0])
+    assert np.array_equal(s2.state[0], load_model(stem).u0) and np.array_equal(s1.state[1:], s2.state[1:])
+    for _ in range(10):
+        assert np.array_equal(s1.step()[1:], s2.step()[1:])
+
+
+def test_reset_returns_every_stream_to_u0(stem):
+    s = _session(stem, batch=2, seed=0)
+    for _ in range(5):
+        s.step()
+    s.reset()
+    assert np.array_equal(s.state, np.tile(load_model(stem).u0, (2, 1)))
+
+
+def test_temperatures(stem):
+    s = _session(stem, batch=2, seed=0, temperature=1.5)
+    assert np.allclose(s.temperature, 1.5)
+    s.step(temperature=[0.5, 2.0])
+    for bad in (0, -1, float("nan")):
+        with pytest.raises(UserError, match="temperature must be a positive number"):
+            s.step(temperature=bad)
+    with pytest.raises(UserError, match="temperature"):
+        _session(stem, temperature=0)
+
+
+def test_a_model_loads_from_any_of_its_paths(stem):
+    names = {load_model(p).onnx_path for p in (str(stem), f"{stem}.onnx", f"{stem}.onnx.json", Path(f"{stem}.onnx"))}
+    assert names == {Path(f"{stem}.onnx")}
+
+
+def _edit_card(stem: Path, **changes) -> None:
+    path = Path(f"{stem}.onnx.json")
+    card = json.loads(path.read_text())
+    card.update(changes)
+    path.write_text(json.dumps(card))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda m: _edit_card(m, format="rnnrbm-step/2"), "m.onnx.json: format is 'rnnrbm-step/2'"),
+    (lambda m: _edit_card(m, n_hidden=150), "m.onnx.json: n_hidden is 150 but the graph's noise input has 128-88=40"),
+    (lambda m: _edit_card(m, n_visible=87), "m.onnx.json: n_visible is 87 but the graph's clamp_mask has 88"),
+    (lambda m: _edit_card(m, gibbs_steps=9), "m.onnx.json: gibbs_steps is 9 but the graph's noise has 10 steps"),
+    (lambda m: _edit_card(m, n_recurrent="16"), "m.onnx.json: n_recurrent is '16', not a positive integer"),
+    (lambda m: _edit_card(m, u0=[0.0] * 3), "m.onnx.json: u0 should be 16 numbers (n_recurrent) but is 3 values"),
+    (lambda m: Path(f"{m}.onnx.json").unlink(), "m.onnx.json: the model card is missing beside m.onnx"),
+    (lambda m: Path(f"{m}.onnx.json").write_text("{not json"), "m.onnx.json: not a model card"),
+    (lambda m: Path(f"{m}.onnx").write_bytes(b"this is not onnx"), "m.onnx: not a loadable onnx model"),
+    (lambda m: Path(f"{m}.onnx").unlink(), "m.onnx: no such model file"),
+])
+def test_bad_model_files_are_refused_in_one_line(copy_of, damage, message):
+    damage(copy_of)
+    with pytest.raises(UserError) as error:
+        StepSession(str(copy_of), device="cpu")
+    text = str(error.value)
+    assert message in text and "\n" not in text and str(copy_of.parent) in text
+
+
+def test_an_unknown_name_lists_the_bundled_models(stem, tmp_path, monkeypatch):
+    monkeypatch.setattr(bundled, "MODELS_DIR", tmp_path)
+    with pytest.raises(UserError, match="bundled models are none in this install; or give the path"):
+        load_model("nottingham")
+    for suffix in (".onnx", ".onnx.json"):
+        shutil.copy(f"{stem}{suffix}", tmp_path / f"tiny{suffix}")
+    assert bundled.bundled_names() == ["tiny"] and load_model("tiny").name == "tiny"
+    with pytest.raises(UserError, match="unknown model 'nottingham': bundled models are tiny"):
+        load_model("nottingham")
+
+
+def test_devices(stem):
+    with pytest.raises(UserError, match="device must be one of auto, cpu, cuda"):
+        StepSession(str(stem), device="tpu")
+    reason = cuda_unavailable_reason()
+    if reason is None:
+        pytest.skip("a cuda provider loads here: the fallback cannot be seen")
+    with pytest.raises(UserError, match=r"^cuda was asked for but onnxruntime's CUDAExecutionProvider is not "
+                                        r"available \(.+\); use --device cpu or install onnxruntime-gpu"):
+        StepSession(str(stem), device="cuda")
+    s = StepSession(str(stem), device="auto")
+    assert s.provider == "CPUExecutionProvider" and "no cuda" in s.describe() and "running on the cpu" in s.describe()
+
+
+def test_the_device_path_on_the_cpu_provider(stem):
+    """The GPU path's own logic (noise drawn in a prep graph, state carried by it, clamps
+    uploaded when they change), run on the CPU provider since there may be no GPU."""
+    model = load_model(stem)
+    a, b = DeviceRunner(model, 3, 7, 1, "cpu"), DeviceRunner(model, 3, 7, 1, "cpu")
+    runs = []
+    for runner in (a, b):
+        frames = []
+        for t in range(20):
+            runner.clamp_mask[:] = t % 2
+            runner.clamp_value[:, :] = np.arange(88) % 5 == 0
+            frames.append(runner.step().copy())
+        runs.append(np.array(frames))
+    assert np.array_equal(runs[0], runs[1])
+    assert np.array_equal(runs[0][1::2], np.broadcast_to(np.arange(88) % 5 == 0, (10, 3, 88)))
+    assert runs[0][0::2].std(axis=0).mean() > 0.1  # free frames vary
+    assert not np.array_equal(a.get_state(), np.tile(model.u0, (3, 1)))
+    a.set_state(np.tile(model.u0, (3, 1)))
+    assert np.array_equal(a.get_state(), np.tile(model.u0, (3, 1)))
+    with pytest.raises(UserError, match="cannot be rewound"):
+        a.get_noise_state()
