@@ -85,6 +85,17 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[RNNRBM, dict
     return model, card
 
 
+def pick_device(name: str) -> torch.device:
+    """--device auto|cpu|cuda as a torch device where the checkpoint's model will run."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: torch sees no cuda device; use --device cpu or auto")
+    if name not in ("cpu", "cuda"):
+        raise UserError(f"--device {name}: unknown device; use auto, cpu or cuda")
+    return torch.device(name)
+
+
 def load_state(path: Path, device: str = "cpu") -> dict[str, torch.Tensor]:
     sp = state_path(path)
     if not sp.is_file():

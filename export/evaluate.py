@@ -28,7 +28,7 @@ from rnnrbm_live.errors import UserError
 
 from . import batching
 from .ais import free_energy, log_partition_ais
-from .checkpoint import load_checkpoint, resolve
+from .checkpoint import json_path, load_checkpoint, pick_device, resolve
 from .model import RNNRBM
 from .uniforms import Uniforms
 
@@ -163,14 +163,6 @@ def evaluate(model: RNNRBM, sequences: list[np.ndarray], *, n_runs: int = 100, n
 # --- the command line ---------------------------------------------------------------------
 
 
-def _pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: torch sees no cuda device; use --device cpu or auto")
-    return torch.device(name)
-
-
 def _available_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -203,6 +195,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = every core this process may use)")
     p.add_argument("--json-only", action="store_true", help="print only the JSON line")
+    p.add_argument("--save-metrics", action="store_true",
+                   help="record the result in the checkpoint's .json as its metrics (rnnrbm-export puts "
+                        "them in the model card)")
     return p.parse_args(argv)
 
 
@@ -232,7 +227,7 @@ def _json_safe(value):
 
 
 def run(args: argparse.Namespace) -> dict:
-    device = _pick_device(args.device)
+    device = pick_device(args.device)
     torch.set_num_threads(args.threads or _available_cores())
     if args.max_seqs < 0:
         raise UserError(f"--max-seqs {args.max_seqs}: give 0 (all) or a positive number")
@@ -263,8 +258,25 @@ def main(argv: list[str] | None = None) -> int:
         print(_table(result))
     paper = result.pop("paper_rnn_rbm")
     result["paper_rnn_rbm"] = {"ll": paper[0], "acc": paper[1]} if paper else None
-    print(json.dumps({k: _json_safe(v) for k, v in result.items()}))
+    line = {k: _json_safe(v) for k, v in result.items()}
+    print(json.dumps(line))
+    if args.save_metrics:
+        save_metrics(Path(result["checkpoint"]), line)
     return 0
+
+
+def save_metrics(checkpoint: Path, result: dict) -> None:
+    """Keep the result in the checkpoint's card, where rnnrbm-export finds it."""
+    card_path = json_path(checkpoint)
+    card = json.loads(card_path.read_text())
+    card["metrics"] = {"split": result["split"], "LL": result["ll"], "ACC": result["acc"], **result,
+                       "estimated_by": (f"rnnrbm-eval: AIS with {result['n_runs']} runs x "
+                                        f"{result['n_temps']} temperatures per frame; ACC from "
+                                        f"{result['acc_samples']} samples per frame, "
+                                        f"{result['acc_gibbs']} Gibbs steps each, given the true history")}
+    tmp = card_path.with_name(card_path.name + ".tmp")
+    tmp.write_text(json.dumps(card, indent=1) + "\n")
+    os.replace(tmp, card_path)
 
 
 if __name__ == "__main__":

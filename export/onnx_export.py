@@ -49,7 +49,7 @@ from safetensors.torch import save as safetensors_bytes
 import rnnrbm_live
 from rnnrbm_live.errors import UserError
 from rnnrbm_live.model_card import FORMAT, contract_shapes
-from rnnrbm_live.session import session_options
+from rnnrbm_live.runners import session_options
 
 from .checkpoint import load_checkpoint, weights
 from .model import RNNRBM

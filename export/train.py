@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -22,7 +23,7 @@ from rnnrbm_live.errors import UserError
 from rnnrbm_live.keys import transpose
 
 from . import batching
-from .checkpoint import load_checkpoint, load_state, save_checkpoint
+from .checkpoint import load_checkpoint, load_state, pick_device, save_checkpoint
 from .model import RNNRBM, RNNRBMConfig
 from .uniforms import Uniforms
 
@@ -61,16 +62,6 @@ class TrainSettings:
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch CPU threads; 0 = torch's default
     resume: bool = False  # continue from out/last.safetensors
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: torch sees no cuda device; use --device cpu or auto")
-    if name not in ("cpu", "cuda"):
-        raise UserError(f"--device {name}: unknown device; use auto, cpu or cuda")
-    return torch.device(name)
 
 
 def model_config(s: TrainSettings, frames_per_beat: int) -> RNNRBMConfig:
@@ -265,9 +256,17 @@ def parse_args(argv: list[str] | None) -> TrainSettings:
     return TrainSettings(**vars(p.parse_args(argv)))
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
     trainer = None
+    # A scheduler's SIGTERM saves like Ctrl+C does (and Ctrl+C works in a background job,
+    # where the shell started us with SIGINT ignored).
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         trainer = Trainer(settings)
         best = trainer.run()

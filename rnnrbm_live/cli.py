@@ -300,7 +300,7 @@ def run_live(args) -> int:
     portmod.check_port_names(backend, args.out_port, args.in_port)  # before the slow part
     session = StepSession(args.model, batch=1, device=args.device, seed=args.seed,
                           threads=args.threads, temperature=args.temperature)
-    card = getattr(session, "card", None) or session.model.card
+    card = session.model.card
     n_visible = int(_card(card, "n_visible", N_KEYS))
     if n_visible != N_KEYS:
         raise UserError(f"{args.model}: the model has {n_visible} visible units; live play "
@@ -391,7 +391,7 @@ def run_live(args) -> int:
                      slots=[[int(k), round(late, 7)] for k, late in
                             zip(engine.sender.lateness_frames, engine.sender.lateness)],
                      frames_per_beat=config.frames_per_beat, mode=config.mode,
-                     provider=getattr(session, "provider", None),
+                     provider=session.provider,
                      step_ms=round(per_step * 1000, 3))
         try:
             with open(args.stats_json, "w") as f:
@@ -422,7 +422,7 @@ def _banner(say, args, backend, opened, session, config, per_step: float) -> Non
     grid = NOTE_NAMES.get(config.frames_per_beat, f"1/{config.frames_per_beat} beat")
     tempo = (f"{config.bpm:g} bpm, a frame per {grid} ({config.frame_seconds:.3f} s)"
              if config.clock == "internal" else f"the daw's tempo, a frame per {grid}")
-    say(f"model {args.model} on {getattr(session, 'provider', '?')} "
+    say(f"model {args.model} on {session.provider} "
         f"({per_step * 1000:.2f} ms a frame); {config.mode} mode; {tempo}; "
         f"channel {args.channel}, velocity {args.velocity or 'follow'}; "
         f"midi via {backend.key}")

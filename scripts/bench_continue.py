@@ -21,7 +21,7 @@ import onnxruntime as ort
 
 from rnnrbm_live.models import bundled_path
 from rnnrbm_live.offline import continue_midi
-from rnnrbm_live.session import cuda_unavailable_reason
+from rnnrbm_live.runners import cuda_unavailable_reason
 
 
 def random_model(folder: Path) -> str:

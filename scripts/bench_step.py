@@ -26,7 +26,8 @@ import onnxruntime as ort
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rnnrbm_live.model_card import StepModel, load_model  # noqa: E402
-from rnnrbm_live.session import StepSession, cuda_unavailable_reason, session_options  # noqa: E402
+from rnnrbm_live.runners import cuda_unavailable_reason, session_options  # noqa: E402
+from rnnrbm_live.session import StepSession  # noqa: E402
 
 BATCHES = (1, 64, 1024)
 

@@ -615,7 +615,6 @@ def test_real_model_accompanies_without_doubling(real_session_factory):
     held = [(1, 4, [60, 64, 67]), (6, 4, [62, 65, 69])]
     engine, sink, _ = make("accompany", model=real_session_factory(3))
     engine.run_fake(until=T0 + 20 * DT, events=play(held, early=0.1))
-    player = {60, 64, 67, 62, 65, 69}
     during = [m.note for t, m in sink.notes("note_on") if T0 + DT <= t < T0 + 10 * DT]
     assert during
     for t, m in sink.notes("note_on"):

@@ -176,3 +176,24 @@ def test_cli_exit_status_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.startswith("rnnrbm-eval: ")
     assert proc.stdout == ""
+
+
+def test_saved_metrics_reach_the_exported_model_card(tmp_path, capsys):
+    from export.checkpoint import load_checkpoint
+    from export.onnx_export import export_model
+
+    torch.manual_seed(0)
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, RNNRBM(RNNRBMConfig(init_std=0.1, frames_per_beat=1, gibbs_steps=3)), {"epoch": 1})
+    assert main([str(path), "--data", "jsb_chorales", "--split", "test", "--max-seqs", "1", "--runs", "3",
+                 "--temperatures", "10", "--acc-samples", "2", "--device", "cpu", "--json-only",
+                 "--save-metrics"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip())
+    model, card = load_checkpoint(path)
+    assert card["epoch"] == 1  # the rest of the card is kept
+    metrics = card["metrics"]
+    assert metrics["split"] == "test" and metrics["LL"] == printed["ll"] and metrics["ACC"] == printed["acc"]
+    assert "3 runs x 10 temperatures" in metrics["estimated_by"]
+    paths = export_model(model, card, tmp_path / "exported")
+    model_card = json.loads(paths["card"].read_text())
+    assert model_card["metrics"]["LL"] == printed["ll"]

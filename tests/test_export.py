@@ -28,7 +28,7 @@ from export.checkpoint import save_checkpoint
 from export.model import CONTRACT_PARAMETERS, RNNRBM, RNNRBMConfig
 from export.onnx_export import (ExportCheckError, build_step_graph, export_model, main, reference_step,
                                 verify_step_graph)
-from rnnrbm_live.session import session_options
+from rnnrbm_live.runners import session_options
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = {"split": "test", "LL": -3.12, "ACC": 0.71, "estimated_by": "AIS, 100 chains"}

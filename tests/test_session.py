@@ -16,8 +16,8 @@ from export.model import RNNRBM, RNNRBMConfig
 from export.onnx_export import export_model
 from rnnrbm_live.errors import UserError
 from rnnrbm_live.model_card import load_model
-from rnnrbm_live.session import (DeviceRunner, StepSession, cuda_unavailable_reason, pitch_range, scale_lock,
-                                 session_options)
+from rnnrbm_live.runners import DeviceRunner, cuda_unavailable_reason, session_options
+from rnnrbm_live.session import StepSession, pitch_range, scale_lock
 
 N_HIDDEN, N_RECURRENT, K = 40, 16, 10
 C_MAJOR = (0, 2, 4, 5, 7, 9, 11)

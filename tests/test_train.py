@@ -4,7 +4,6 @@ on the bundled JSB Chorales (a few sequences, a few epochs)."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -169,15 +168,15 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     assert "--optimizer rmsprop" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_ctrl_c_saves_a_checkpoint_to_resume_from(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_and_sigterm_save_a_checkpoint_to_resume_from(tmp_path, sig):
     proc = subprocess.Popen([sys.executable, "-m", "export.train", *QUICK, "--train-max-seqs", "200",
                              "--epochs", "1000", "--valid-every", "1000", "--out", str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not (tmp_path / "last.json").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert "interrupted: saved" in err and "Traceback" not in err
