@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import signal
 import sys
 import time
@@ -90,8 +91,9 @@ def learning_rate(s: TrainSettings, epoch: int, plateau_halvings: int) -> float:
 class Trainer:
     """One training run: data, model, optimizer, the valid check and the checkpoints."""
 
-    def __init__(self, s: TrainSettings):
+    def __init__(self, s: TrainSettings, command: str = ""):
         self.s = s
+        self.command = command  # how this run was started, kept in every checkpoint
         self.out = Path(s.out)
         self.device = pick_device(s.device)
         if s.threads:
@@ -122,7 +124,7 @@ class Trainer:
 
     def meta(self) -> dict:
         return {"epoch": self.epoch, "train_settings": asdict(self.s), "best": self.best,
-                "history": self.history, "command": " ".join(sys.argv)}
+                "history": self.history, "command": self.command}
 
     def save(self, name: str, with_state: bool) -> None:
         state = None
@@ -268,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     try:
-        trainer = Trainer(settings)
+        trainer = Trainer(settings, "rnnrbm-train " + shlex.join(sys.argv[1:] if argv is None else argv))
         best = trainer.run()
     except UserError as e:
         print(f"rnnrbm-train: {e}", file=sys.stderr)

@@ -3,6 +3,7 @@ exported model loaded and stepped, in a process where torch cannot be imported a
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -67,3 +68,44 @@ def test_runtime_runs_without_torch(tmp_path):
     assert "ok " in run.stdout
     imported = run.stdout.split("imported ", 1)[1].splitlines()[0].split()
     assert {"rnnrbm_live.session", "rnnrbm_live.model_card", "rnnrbm_live.models"} <= set(imported)
+
+
+# Run from an installed wheel (not the source tree), with torch blocked as above.
+BUNDLED_CHILD = CHILD.split("import importlib\nimport pkgutil", 1)[0] + r'''
+import json
+import numpy as np
+import rnnrbm_live
+from rnnrbm_live.models import bundled_names
+from rnnrbm_live.session import StepSession
+from rnnrbm_live.datasets import load_split
+
+assert "site" in rnnrbm_live.__file__ or "target" in rnnrbm_live.__file__, rnnrbm_live.__file__
+out = {"names": bundled_names()}
+for name in out["names"]:
+    session = StepSession(name, batch=1, device="auto", seed=1)
+    frames = np.array([session.step()[0] for _ in range(64)])
+    out[name] = {"notes": int(frames.sum()), "card": session.model.card}
+out["jsb_valid"] = len(load_split("jsb_chorales", "valid"))
+print(json.dumps(out))
+'''
+
+
+def test_bundled_models_play_from_an_installed_wheel_without_torch(tmp_path):
+    wheel_dir, target = tmp_path / "wheel", tmp_path / "target"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(wheel_dir), str(ROOT)], check=True, capture_output=True, timeout=300)
+    wheel = next(wheel_dir.glob("rnnrbm_live-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
+                    str(wheel)], check=True, capture_output=True, timeout=300)
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    run = subprocess.run([sys.executable, "-c", BUNDLED_CHILD], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["names"] == ["jsb_chorales", "nottingham"]
+    assert out["jsb_valid"] == 76  # the bundled datasets ship in the wheel too
+    for name, grid in (("nottingham", 2), ("jsb_chorales", 1)):
+        card = out[name]["card"]
+        assert card["format"] == "rnnrbm-step/1" and card["frames_per_beat"] == grid
+        assert card["dataset"] == name and card["metrics"]["split"] == "test"
+        assert out[name]["notes"] > 64  # it plays: more than one note a frame on average

@@ -140,6 +140,7 @@ def test_training_lowers_the_cost_and_keeps_the_best_on_valid(tmp_path):
     best = json.loads((tmp_path / "best.json").read_text())
     assert best["epoch"] == max(checked, key=lambda h: h["valid_ll"])["epoch"]
     assert best["train_settings"]["hidden"] == 20
+    assert best["command"].startswith("rnnrbm-train --data jsb_chorales --train-max-seqs 12")
 
 
 def test_same_seed_same_result_and_resume_is_exact(tmp_path):
