@@ -1,7 +1,7 @@
 """The models bundled with rnnrbm-live: `<name>.onnx` + `<name>.onnx.json` in this folder.
 
-Which names exist is read from the folder itself, so an install with no bundled model (a
-source checkout before the lead adds them) lists none rather than failing."""
+Which names exist is read from the folder itself (scripts/make_bundled_models.sh writes
+them), so a build without them lists none rather than failing."""
 
 from __future__ import annotations
 
