@@ -27,7 +27,7 @@ in frames of the grid: the goal is within one frame.
 
 Goal: p99 within one JACK period (1.33 ms at 48 kHz, -p 64), zero lost.
 
-    python scripts/bench_live.py                 # 120 s per run (8 runs: ~18 minutes)
+    python scripts/bench_live.py                 # 120 s per run (4 runs and 4 answers: ~10 minutes)
     python scripts/bench_live.py --seconds 20    # a quick look
 """
 
