@@ -266,12 +266,6 @@ def _cc_map(args) -> CCMap:
                  panic=args.cc_panic)
 
 
-def _card(card, key, default=None):
-    if isinstance(card, dict):
-        return card.get(key, default)
-    return getattr(card, key, default)
-
-
 def _warm_up(session, n: int = 4) -> float:
     """Run a few steps (the first is slow) and put the state back; seconds per step."""
     state = session.state
@@ -300,16 +294,14 @@ def run_live(args) -> int:
     portmod.check_port_names(backend, args.out_port, args.in_port)  # before the slow part
     session = StepSession(args.model, batch=1, device=args.device, seed=args.seed,
                           threads=args.threads, temperature=args.temperature)
-    card = session.model.card
-    n_visible = int(_card(card, "n_visible", N_KEYS))
+    n_visible = session.model.n_visible
     if n_visible != N_KEYS:
         raise UserError(f"{args.model}: the model has {n_visible} visible units; live play "
                         f"needs an {N_KEYS}-key piano model (midi 21..108)")
-    fpb = args.frames_per_beat or int(_card(card, "frames_per_beat", 2) or 2)
+    fpb = args.frames_per_beat or session.model.frames_per_beat
     if args.clock == "midi" and 24 % fpb:
         raise UserError(f"--frames-per-beat {fpb}: to follow a midi clock (24 ticks a "
                         "beat) use 1, 2, 3, 4, 6, 8, 12 or 24")
-    learned_in_c = str(_card(card, "transposed_to", "") or "").lower().startswith("c")
     per_step = _warm_up(session)
 
     config = LiveConfig(
@@ -319,7 +311,7 @@ def run_live(args) -> int:
         silence_bars=args.silence_bars, answer_bars=args.answer_bars,
         max_answer_bars=args.max_answer_bars, compute_s=args.compute_ms / 1000,
         state_cc=args.state_cc, cc=_cc_map(args), stop_after_s=args.stop_after,
-        record=args.record is not None, learned_in_c=learned_in_c,
+        record=args.record is not None, learned_in_c=session.model.learned_in_c,
         realtime_priority=args.realtime_priority)
 
     holder: dict = {}

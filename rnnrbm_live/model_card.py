@@ -56,6 +56,12 @@ class StepModel:
         """Uniform draws per Gibbs step and stream: the hidden units, then the visible ones."""
         return self.n_hidden + self.n_visible
 
+    @property
+    def learned_in_c(self) -> bool:
+        """Whether the model learned music moved to C (card `transposed_to`), so what it
+        listens to must be moved to C and what it plays moved back."""
+        return str(self.card.get("transposed_to") or "").lower().startswith("c")
+
     def summary(self) -> str:
         return (f"{self.name} ({self.n_visible} keys from MIDI {self.lowest_pitch}, "
                 f"{self.n_hidden} hidden, {self.n_recurrent} recurrent, {self.gibbs_steps} Gibbs steps)")

@@ -147,7 +147,7 @@ def continue_midi(primer: str | os.PathLike, *, bars: int = 8, variations: int =
     fpb = _model_grid(session, model)
     midi, roll, per_bar, primer_bars = _read_primer(primer, fpb, max_primer_bars)
     primer_frames = len(roll)
-    shift = keys.shift_to_c(roll) if _learned_in_c(session) else 0
+    shift = keys.shift_to_c(roll) if session.model.learned_in_c else 0
     tonic, mode, _ = keys.estimate_key(roll)
 
     n_frames = bar_line(primer_bars + bars, per_bar) - primer_frames
@@ -253,11 +253,6 @@ def _model_grid(session: StepSession, model: str) -> int:
         raise UserError(f"{model}: the model's keys are not the 88 piano keys (midi 21..108) "
                         "that offline generation reads and writes; use a piano model")
     return int(session.model.frames_per_beat)
-
-
-def _learned_in_c(session: StepSession) -> bool:
-    """Whether the model learned music moved to C, so a primer must be moved there too."""
-    return str(session.model.card.get("transposed_to") or "").lower().startswith("c")
 
 
 def _sample(session: StepSession, primer: np.ndarray, n_frames: int, progress: bool,

@@ -241,3 +241,10 @@ def test_the_device_path_on_the_cpu_provider(stem):
     assert np.array_equal(a.get_state(), np.tile(model.u0, (3, 1)))
     with pytest.raises(UserError, match="cannot be rewound"):
         a.get_noise_state()
+
+
+def test_bundled_models_say_they_learned_music_in_c():
+    from rnnrbm_live.model_card import load_model
+    for name in ("nottingham", "jsb_chorales"):
+        model = load_model(name)
+        assert model.learned_in_c and model.card["transposed_to"] == "C major/minor"
