@@ -17,6 +17,13 @@ analytically,
 rather than summing out the hidden units as S&M do. Both marginals give unbiased
 estimates of Z along the same path with the same kernel; this one costs two softplus
 passes over n_v = 88 units per temperature instead of over n_h = 150.
+
+The same runs also sample the RBM itself: a visible state drawn from each run's last
+hidden state is an importance sample of p(v) with the run's weight, so the
+self-normalised weighted mean of any f(v) estimates E_p[f(v)] (consistent in the number
+of runs; its effective sample size is reported). Unlike a Gibbs chain from a fixed start,
+the annealed runs cross between the modes of a multimodal RBM: they begin at beta = 0,
+where every unit is independent.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -101,9 +109,11 @@ def _seed_from(generator: torch.Generator | None, device: torch.device) -> int:
 
 @torch.no_grad()
 def _ais_log_weights(W: Tensor, WT: Tensor, bv: Tensor, bh: Tensor, n_runs: int,
-                     betas: Sequence[float], uniforms: Uniforms) -> Tensor:
+                     betas: Sequence[float], uniforms: Uniforms,
+                     statistic: Callable[[Tensor], Tensor] | None = None) -> tuple[Tensor, Tensor | None]:
     """log importance weights [n, n_runs] (float64) of n_runs chains per RBM; the caller
-    adds log Z_0. Chains of RBM i are rows i*n_runs ... (i+1)*n_runs - 1."""
+    adds log Z_0. Chains of RBM i are rows i*n_runs ... (i+1)*n_runs - 1. With a
+    statistic, also its value [n, n_runs] at a visible sample drawn from each run's end."""
     n_v, n_h = W.shape
     M = bv.shape[0] * n_runs
     bvr = bv.float().repeat_interleave(n_runs, 0)
@@ -135,7 +145,12 @@ def _ais_log_weights(W: Tensor, WT: Tensor, bv: Tensor, bh: Tensor, n_runs: int,
         v = uv.lt_(p1)
         torch.addmm(bhr, v, W, alpha=b1, out=pre)
         h = uh.lt_(pre.sigmoid_())
-    return log_w.view(-1, n_runs)
+    values = None
+    if statistic is not None:
+        # p1 is p(v = 1 | h) at beta = 1 here: v completes the run's importance sample.
+        v = uniforms.fill(u)[:, n_h:].lt_(p1)
+        values = statistic(v).double().view(-1, n_runs)
+    return log_w.view(-1, n_runs), values
 
 
 def _exp_cannot_overflow(W: Tensor, bv: Tensor) -> bool:
@@ -182,20 +197,37 @@ def _restoring_torch_threads():
         torch.set_num_threads(before)
 
 
-def log_partition_ais(W: Tensor, bv: Tensor, bh: Tensor, *, n_runs: int = 100, n_temps: int = 500,
-                      generator: torch.Generator | None = None, chunk: int | None = None,
-                      workers: int | None = None, betas: Sequence[float] | None = None,
-                      progress: Callable[[int], None] | None = None) -> tuple[Tensor, Tensor]:
-    """AIS estimates of log Z [N] for N RBMs sharing W [n_v, n_h] with biases bv [N, n_v],
-    bh [N, n_h], and the standard error [N] of each estimate across the n_runs runs.
+@dataclass
+class AISEstimate:
+    log_z: Tensor  # [N] log mean exp of the runs' weights, plus log Z_0 (float64)
+    se: Tensor  # [N] standard error of each log Z across the runs (delta method)
+    mean: Tensor | None = None  # [N] self-normalised weighted mean of the statistic
+    ess: Tensor | None = None  # [N] effective sample size of the weights, 1 .. n_runs
 
-    The estimate is log mean exp of the runs' importance weights (unbiased in Z, so
+
+def log_partition_ais(W: Tensor, bv: Tensor, bh: Tensor, **options) -> tuple[Tensor, Tensor]:
+    """AIS estimates of log Z [N] and their standard errors [N]: ais() without a statistic."""
+    est = ais(W, bv, bh, **options)
+    return est.log_z, est.se
+
+
+def ais(W: Tensor, bv: Tensor, bh: Tensor, *, n_runs: int = 100, n_temps: int = 500,
+        generator: torch.Generator | None = None, chunk: int | None = None,
+        workers: int | None = None, betas: Sequence[float] | None = None,
+        progress: Callable[[int], None] | None = None,
+        statistic: Callable[[slice, Tensor], Tensor] | None = None) -> AISEstimate:
+    """AIS for N RBMs sharing W [n_v, n_h] with biases bv [N, n_v], bh [N, n_h]: log Z of
+    each, its standard error across the n_runs runs, and optionally E_p[f(v)] per RBM.
+
+    The log Z estimate is log mean exp of the runs' importance weights (unbiased in Z, so
     slightly low in log Z on average). Runs on W's device in float32 with float64 weights.
     chunk: RBMs per batch of chains (default: ~2k chains on a CPU, ~500k on a GPU).
     workers: CPU threads, each running its chunks on one core (default
       torch.get_num_threads(); the caller's thread count is restored after).
     betas: a custom schedule from 0 to 1 (default annealing_schedule(n_temps)).
     progress: called with the number of RBMs each finished chunk held.
+    statistic(rows, v): f of visible samples v [len(rows) * n_runs, n_v] (the runs of RBM
+      rows.start + i are rows i * n_runs ... of v), one value per sample; fills mean and ess.
     Same generator state, same chunk: same result, whatever the workers."""
     device = W.device
     N = bv.shape[0]
@@ -212,24 +244,31 @@ def log_partition_ais(W: Tensor, bv: Tensor, bh: Tensor, *, n_runs: int = 100, n
     WT = W.T.contiguous()
     bv, bh = bv.detach().to(device), bh.detach().to(device)
 
-    def job(index: int) -> Tensor:
+    def job(index: int) -> tuple[Tensor, Tensor | None]:
         if cpu:
             torch.set_num_threads(1)
-        rows = slice(index * chunk, (index + 1) * chunk)
+        rows = slice(index * chunk, min((index + 1) * chunk, N))
         uniforms = Uniforms(device, [seed, index])
-        log_w = _ais_log_weights(W, WT, bv[rows], bh[rows], n_runs, betas, uniforms)
+        f = None if statistic is None else (lambda v: statistic(rows, v))
+        log_w, values = _ais_log_weights(W, WT, bv[rows], bh[rows], n_runs, betas, uniforms, f)
         if progress is not None:
             progress(log_w.shape[0])
-        return log_w
+        return log_w, values
 
     n_chunks = math.ceil(N / chunk)
     if n_chunks == 0:
         empty = torch.empty(0, dtype=torch.float64, device=device)
-        return empty, empty.clone()
+        return AISEstimate(empty, empty.clone(), *((empty.clone(), empty.clone()) if statistic else ()))
     if cpu:
         with _restoring_torch_threads(), ThreadPoolExecutor(min(workers, n_chunks)) as pool:
             parts = list(pool.map(job, range(n_chunks)))
     else:
         parts = [job(i) for i in range(n_chunks)]
-    log_mean_w, se = _summarize(torch.cat(parts))
-    return _log_z0(bv, bh) + log_mean_w, se
+    log_w = torch.cat([p[0] for p in parts])
+    log_mean_w, se = _summarize(log_w)
+    est = AISEstimate(_log_z0(bv, bh) + log_mean_w, se)
+    if statistic is not None:
+        weights = torch.softmax(log_w, dim=1)
+        est.mean = (weights * torch.cat([p[1] for p in parts])).sum(1)
+        est.ess = 1 / weights.square().sum(1)
+    return est

@@ -6,25 +6,27 @@ epoch and on Ctrl+C, and best.safetensors (+ .json), the checkpoint best on vali
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
+import re
 import shlex
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from rnnrbm_live.datasets import dataset_frames_per_beat, DATASETS, load_split
+from rnnrbm_live.datasets import DATASETS, dataset_frames_per_beat, load_split
 from rnnrbm_live.errors import UserError
 from rnnrbm_live.keys import transpose
 
 from . import batching
-from .checkpoint import load_checkpoint, load_state, pick_device, save_checkpoint
+from .checkpoint import load_checkpoint, load_state, pick_device, resolve, save_checkpoint
 from .model import RNNRBM, RNNRBMConfig
 from .uniforms import Uniforms
 
@@ -58,7 +60,9 @@ class TrainSettings:
     valid_temps: int = 100  # AIS temperatures for the check on valid
     valid_max_seqs: int = 0  # check on the first N valid sequences only; 0 = all
     train_max_seqs: int = 0  # train on the first N training sequences only (quick checks); 0 = all
-    patience: int = 0  # stop after this many checks without a better valid LL; 0 = never
+    patience: int = 0  # stop after this many checks without a better valid measure; 0 = never
+    select: str = "ll"  # ll | acc: the valid measure that picks best.safetensors (and counts patience)
+    init_from: str = ""  # start from this checkpoint's weights and sizes (fine-tuning); new optimizer
     seed: int = 1234  # same seed, same device: same result
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch CPU threads; 0 = torch's default
@@ -70,6 +74,22 @@ def model_config(s: TrainSettings, frames_per_beat: int) -> RNNRBMConfig:
                         learn_u0=s.learn_u0, init_recurrent_std=s.init_recurrent_std,
                         frames_per_beat=frames_per_beat, dataset=s.data,
                         transposed_to="C major/minor" if (s.data in DATASETS or s.transpose_to_c) else "none")
+
+
+def fine_tuned(s: TrainSettings, frames_per_beat: int) -> RNNRBM:
+    """A model with the weights and sizes of the checkpoint --init-from names, and this
+    run's CD and sampling settings."""
+    path = resolve(s.init_from)
+    start, _ = load_checkpoint(path)
+    c = start.config
+    if c.frames_per_beat != frames_per_beat:
+        raise UserError(f"--init-from {path}: its grid is {c.frames_per_beat} frames per beat, "
+                        f"the data's is {frames_per_beat}; fine-tune on data of the same grid")
+    config = replace(model_config(s, frames_per_beat), n_visible=c.n_visible, n_hidden=c.n_hidden,
+                     n_recurrent=c.n_recurrent, learn_u0=c.learn_u0, lowest_pitch=c.lowest_pitch)
+    model = RNNRBM(config)
+    model.load_state_dict(start.state_dict())
+    return model
 
 
 def make_optimizer(s: TrainSettings, params) -> torch.optim.Optimizer:
@@ -110,13 +130,15 @@ class Trainer:
             self.train_set = [transpose(x, k) for x in self.train_set
                               for k in range(-s.augment_semitones, s.augment_semitones + 1)]
         self.pieces = batching.chunk(self.train_set, s.seq_len)
+        if s.select not in ("ll", "acc"):
+            raise UserError(f"--select {s.select}: unknown measure; use ll or acc")
         torch.manual_seed(s.seed)
-        self.model = RNNRBM(model_config(s, fpb)).to(self.device)
+        self.model = (fine_tuned(s, fpb) if s.init_from else RNNRBM(model_config(s, fpb))).to(self.device)
         self.uniforms = Uniforms(self.device, s.seed)
         self.opt = make_optimizer(s, [p for p in self.model.parameters() if p.requires_grad])
         self.epoch = 0
         self.history: list[dict] = []
-        self.best = {"valid_ll": -math.inf, "epoch": None}
+        self.best = {"valid_ll": -math.inf, "valid_acc": -math.inf, "epoch": None}
         self.bad_checks = 0
         self.halvings = 0
 
@@ -184,7 +206,7 @@ class Trainer:
         from .evaluate import evaluate  # AIS lives there; imported late, it is heavy
 
         r = evaluate(self.model, self.valid_set, n_runs=self.s.valid_runs, n_temps=self.s.valid_temps,
-                     acc_samples=5, seed=self.s.seed, device=str(self.device), progress=False)
+                     acc_samples=0, seed=self.s.seed, device=str(self.device), progress=False)
         return {"valid_ll": r["ll"], "valid_acc": r["acc"]}
 
     def run(self) -> Path:
@@ -209,13 +231,15 @@ class Trainer:
             tqdm.write(json.dumps(row))
             self.save("last", with_state=True)
             if self.s.patience and self.bad_checks >= self.s.patience:
-                tqdm.write(f"no better valid LL in {self.bad_checks} checks: stopping at epoch {self.epoch}")
+                tqdm.write(f"no better valid {self.s.select.upper()} in {self.bad_checks} checks: "
+                           f"stopping at epoch {self.epoch}")
                 break
         return self.out / "best.safetensors"
 
     def _valid_and_keep_best(self) -> dict:
         row = self.check_valid()
-        if row["valid_ll"] > self.best["valid_ll"]:
+        key = f"valid_{self.s.select}"
+        if row[key] > self.best.get(key, -math.inf):  # cards from before --select lack valid_acc
             self.best = {"valid_ll": row["valid_ll"], "valid_acc": row["valid_acc"], "epoch": self.epoch}
             self.bad_checks = 0
             self.save("best", with_state=False)
@@ -245,16 +269,24 @@ def _load_optimizer_state(opt: torch.optim.Optimizer, flat: dict[str, torch.Tens
     opt.load_state_dict(sd)
 
 
+def _field_comments() -> dict[str, str]:
+    """Each TrainSettings field's comment, which is its --help text: one place to say it."""
+    source = inspect.getsource(TrainSettings)
+    return {m[1]: m[2].strip().replace("%", "%%") for m in re.finditer(r"^\s+(\w+): [^#\n]*# (.*)$", source, re.MULTILINE)}
+
+
 def parse_args(argv: list[str] | None) -> TrainSettings:
     p = argparse.ArgumentParser(prog="rnnrbm-train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = TrainSettings()
+    helps = _field_comments()
     for name, value in asdict(defaults).items():
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
-            p.add_argument(flag, action="store_true", default=value)
+            p.add_argument(flag, action="store_true", default=value, help=helps.get(name))
         else:
-            p.add_argument(flag, type=type(value), default=value)
+            p.add_argument(flag, type=type(value), default=value,
+                           help=f"{helps.get(name, '')} (default: {value!r})")
     return TrainSettings(**vars(p.parse_args(argv)))
 
 
@@ -281,7 +313,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\ninterrupted: saved {trainer.out / 'last.safetensors'} at epoch {trainer.epoch}; "
                   f"continue with --resume", file=sys.stderr)
         return 130
-    print(f"best on valid: epoch {trainer.best['epoch']}, LL {trainer.best['valid_ll']:.3f}; {best}")
+    b = trainer.best
+    print(f"best on valid ({settings.select}): epoch {b['epoch']}, LL {b['valid_ll']:.3f}, "
+          f"ACC {b['valid_acc']:.2f}; {best}")
     return 0
 
 

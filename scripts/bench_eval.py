@@ -5,6 +5,12 @@ compare per temperature on a trained checkpoint.
     python scripts/bench_eval.py                      # a random 88x150 model
     python scripts/bench_eval.py --checkpoint runs/jsb --frames 100 --workers 1 2
     python scripts/bench_eval.py --checkpoint runs/jsb --schedules
+    python scripts/bench_eval.py --checkpoint checkpoints/nottingham --samplers --data nottingham
+
+--samplers: ACC on valid frames by the samplers that could draw from each frame's RBM:
+Gibbs chains from silence (what the step graph does) and from the true previous frame,
+for growing lengths, and the AIS runs' weighted samples (what rnnrbm-eval reports).
+Chains from the two starts meet only where they have reached the RBM's distribution.
 """
 
 from __future__ import annotations
@@ -19,10 +25,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from export.ais import log_partition_ais  # noqa: E402
+from export.ais import ais, log_partition_ais  # noqa: E402
 from export.checkpoint import load_checkpoint  # noqa: E402
-from export.evaluate import frame_biases  # noqa: E402
+from export.evaluate import frame_accuracy, frame_biases  # noqa: E402
 from export.model import RNNRBM, RNNRBMConfig  # noqa: E402
+from export.uniforms import Uniforms  # noqa: E402
 from rnnrbm_live.datasets import load_split  # noqa: E402
 
 JSB_TEST_FRAMES = 4725
@@ -78,6 +85,33 @@ def schedule_table(model: RNNRBM, n_frames: int, K: int) -> None:
             print(f"  {name:14s} mean SE {float(se.mean()):.4f}   rms error {float(err.pow(2).mean().sqrt()):.4f}")
 
 
+def sampler_table(model: RNNRBM, data: str, n_seqs: int, samples: int, lengths: list[int]) -> None:
+    sequences = load_split(data, "valid")[:n_seqs]
+    v, bv, bh = frame_biases(model, sequences)
+    previous = torch.cat([torch.cat([torch.zeros(1, v.shape[1]), torch.from_numpy(s[:-1]).float()])
+                          for s in sequences])
+    target = v.repeat_interleave(samples, 0)
+    bvr, bhr = bv.repeat_interleave(samples, 0), bh.repeat_interleave(samples, 0)
+    print(f"{data} valid, first {n_seqs} sequences ({len(v)} frames), {samples} samples per frame")
+    print(f"{'sampler':<42} {'ACC %':>7} {'notes':>6} {'seconds':>8}")
+    for name, start in (("chain from silence", torch.zeros_like(v)), ("chain from the previous frame", previous)):
+        x, done, uniforms = start.repeat_interleave(samples, 0), 0, Uniforms("cpu", 1)
+        for k in lengths:
+            t = time.perf_counter()
+            with torch.no_grad():
+                x = model.gibbs_chain(x, bvr, bhr, k - done, uniforms)
+            done = k
+            acc = 100 * float(frame_accuracy(x, target)[0].mean())
+            print(f"{name + f', {k} steps':<42} {acc:>7.2f} {float(x.sum(1).mean()):>6.2f} "
+                  f"{time.perf_counter() - t:>8.1f}", flush=True)
+    t = time.perf_counter()
+    est = ais(model.W.detach(), bv, bh, n_runs=100, n_temps=500, generator=torch.Generator().manual_seed(0),
+              statistic=lambda rows, x: frame_accuracy(x, v[rows].repeat_interleave(100, 0))[0])
+    print(f"{'AIS 100 x 500, weighted':<42} {100 * float(est.mean.mean()):>7.2f} {'':>6} "
+          f"{time.perf_counter() - t:>8.1f}   (effective samples: median {float(est.ess.median()):.0f})")
+    print(f"{'true frames':<42} {'':>7} {float(v.sum(1).mean()):>6.2f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", help="a checkpoint or training folder (default: a random model)")
@@ -86,9 +120,16 @@ def main() -> None:
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--schedules", action="store_true", help="compare annealing schedules instead")
     p.add_argument("--temperatures", type=int, default=200, help="for --schedules")
+    p.add_argument("--samplers", action="store_true", help="compare the samplers ACC could use instead")
+    p.add_argument("--data", default="jsb_chorales", help="for --samplers: a bundled dataset")
+    p.add_argument("--seqs", type=int, default=8, help="for --samplers: valid sequences")
+    p.add_argument("--samples", type=int, default=10, help="for --samplers: chains per frame")
+    p.add_argument("--lengths", type=int, nargs="+", default=[25, 200, 1000, 2000], help="for --samplers")
     a = p.parse_args()
     model = model_from(a.checkpoint)
-    if a.schedules:
+    if a.samplers:
+        sampler_table(model, a.data, a.seqs, a.samples, a.lengths)
+    elif a.schedules:
         schedule_table(model, a.frames, a.temperatures)
     else:
         speed_table(model, a.frames, a.settings, a.workers)

@@ -8,7 +8,7 @@ import itertools
 import pytest
 import torch
 
-from export.ais import annealing_schedule, free_energy, log_partition_ais, log_partition_exact
+from export.ais import ais, annealing_schedule, free_energy, log_partition_ais, log_partition_exact
 
 
 def rbms(n_v: int, n_h: int, n: int, seed: int = 0, w_std: float = 0.5):
@@ -127,3 +127,38 @@ def test_schedule_and_argument_checks():
     # One run has no spread to estimate an error from.
     est, se = log_partition_ais(W, bv, bh, n_runs=1, n_temps=5)
     assert torch.isfinite(est).all() and torch.isnan(se).all()
+
+
+# --- expectations under the RBM from the AIS runs' own samples -------------------------------
+
+
+def exact_expectation(W, bv, bh, f) -> torch.Tensor:
+    """E_p[f(v)] [N] by summing p(v) = exp(-F(v)) / Z over every visible state."""
+    vs = all_states(W.shape[0])
+    W, bv, bh = W.double(), bv.double(), bh.double()
+    log_p = torch.stack([-free_energy(W, vs, bv[i], bh[i]) for i in range(len(bv))])  # [N, 2^n_v]
+    p = torch.softmax(log_p, dim=1)
+    return (p * torch.stack([f(i, vs) for i in range(len(bv))])).sum(1)
+
+
+def test_weighted_ais_samples_give_the_exact_expectation():
+    W, bv, bh = rbms(10, 8, 6, seed=3, w_std=0.8)
+    targets = (torch.rand(6, 10, generator=torch.Generator().manual_seed(4)) < 0.3).double()
+
+    def overlap(i, v):  # the share of frame i's target notes a sample has
+        return (v * targets[i]).sum(-1) / targets[i].sum().clamp(min=1)
+
+    def statistic(rows, v):  # v holds 200 runs per RBM, RBM by RBM
+        t = targets[rows].repeat_interleave(200, 0)
+        return (v.double() * t).sum(-1) / t.sum(-1).clamp(min=1)
+
+    est = ais(W, bv, bh, n_runs=200, n_temps=300, generator=torch.Generator().manual_seed(5),
+              chunk=4, statistic=statistic)
+    exact = exact_expectation(W, bv, bh, overlap)
+    assert est.mean.shape == (6,) and est.ess.shape == (6,)
+    assert bool((est.ess > 20).all() and (est.ess <= 200 + 1e-9).all())
+    torch.testing.assert_close(est.mean, exact, rtol=0, atol=0.05)
+    # and the log Z estimates are those of log_partition_ais with the same seed
+    log_z, _ = log_partition_ais(W, bv, bh, n_runs=200, n_temps=300, generator=torch.Generator().manual_seed(5), chunk=4)
+    torch.testing.assert_close(est.log_z, log_z)
+

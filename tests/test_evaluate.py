@@ -14,11 +14,13 @@ import pytest
 import torch
 
 from export.ais import free_energy, log_partition_exact
-from export.checkpoint import save_checkpoint
-from export.evaluate import evaluate, frame_accuracy, main
+from export.checkpoint import load_checkpoint, save_checkpoint
+from export.evaluate import evaluate, frame_accuracy, frame_biases, main
 from export.model import RNNRBM, RNNRBMConfig
+from export.uniforms import Uniforms
 from rnnrbm_live.datasets import load_split
 
+ROOT = Path(__file__).resolve().parents[1]
 N_V = 10  # 2^10 visible states: every conditional RBM can be summed exactly
 
 
@@ -75,13 +77,13 @@ def test_deterministic_model_scores_100_percent_even_on_silent_frames():
         model.Wuv.zero_()
         model.bv.copy_(torch.from_numpy(pattern * 240.0 - 120.0))
     r = evaluate(model, [np.tile(pattern, (5, 1))], n_runs=5, n_temps=10, acc_samples=4, progress=False)
-    assert r["acc"] == 100.0 and r["acc_pooled"] == 100.0 and r["acc_sem"] == 0.0
+    assert r["acc"] == 100.0 and r["acc_chain"] == 100.0 and r["acc_sem"] == 0.0
     assert abs(r["ll"]) < 1e-9  # log P = log 1
 
     with torch.no_grad():
         model.bv.fill_(-120.0)
     silent = evaluate(model, [np.zeros((3, N_V), np.uint8)], n_runs=5, n_temps=10, acc_samples=4, progress=False)
-    assert silent["acc"] == 100.0
+    assert silent["acc"] == 100.0 and silent["acc_chain"] == 100.0
 
 
 def test_independent_bernoulli_model_against_closed_form():
@@ -91,7 +93,7 @@ def test_independent_bernoulli_model_against_closed_form():
     with torch.no_grad():
         model.W.zero_()
     rolls = random_rolls([4, 3], seed=3, density=0.4)
-    r = evaluate(model, rolls, n_runs=4, n_temps=5, acc_samples=3000, acc_gibbs=1, seed=1, progress=False)
+    r = evaluate(model, rolls, n_runs=3000, n_temps=5, acc_samples=3000, acc_gibbs=1, seed=1, progress=False)
 
     with torch.no_grad():
         v = torch.from_numpy(np.concatenate(rolls)).float()
@@ -106,7 +108,28 @@ def test_independent_bernoulli_model_against_closed_form():
     assert abs(r["ll"] - expected_ll) < 1e-5, (r["ll"], expected_ll)
     mc_se = 50 / np.sqrt(3000 * r["frames"])  # per-draw accuracy spread is at most 0.5
     assert abs(r["acc"] - expected_acc) < 4 * mc_se, (r["acc"], expected_acc)
-    assert r["acc_gibbs"] == 1
+    assert abs(r["acc_chain"] - expected_acc) < 4 * mc_se, (r["acc_chain"], expected_acc)
+    assert r["acc_gibbs"] == 1 and r["acc_ess_min"] > 3000 - 1e-6  # W = 0: every weight is equal
+
+
+def test_acc_on_a_trained_model_is_what_long_chains_from_the_previous_frame_find():
+    # The bundled Nottingham checkpoint on a real valid tune: a 25-step chain from silence
+    # stays near silence (the step graph's sampler, kept as acc_chain), while the weighted
+    # AIS samples agree with 400-step chains started at the true previous frame, which
+    # begin next to the mode the tune is in. Both chain kinds target the same distribution.
+    model, _ = load_checkpoint(ROOT / "checkpoints" / "nottingham" / "best.safetensors")
+    tune = load_split("nottingham", "valid")[:1]
+    r = evaluate(model, tune, n_runs=100, n_temps=200, acc_samples=10, acc_gibbs=25, progress=False)
+
+    v, bv, bh = frame_biases(model, tune)
+    previous = torch.cat([torch.zeros(1, v.shape[1]), v[:-1]])
+    with torch.no_grad():
+        drawn = model.gibbs_chain(previous.repeat_interleave(10, 0), bv.repeat_interleave(10, 0),
+                                  bh.repeat_interleave(10, 0), 400, Uniforms("cpu", 3))
+    from_previous = 100 * float(frame_accuracy(drawn, v.repeat_interleave(10, 0))[0].mean())
+    assert r["acc_chain"] < r["acc"] - 15, (r["acc_chain"], r["acc"])
+    assert abs(r["acc"] - from_previous) < 5, (r["acc"], from_previous)
+    assert r["acc"] > 50 and r["acc_ess_median"] > 10
 
 
 def test_same_seed_same_result_and_the_model_is_untouched():
@@ -154,6 +177,11 @@ def test_cli_prints_a_table_and_one_json_line(checkpoint, capsys):
     assert np.isfinite(result["ll"]) and result["ll"] < 0 and 0 <= result["acc"] <= 100
     table = "\n".join(out[:-1])
     assert "first 2 sequences only" in table and "-6.27" in table and "33.12" in table
+    assert "ACC, chains" in table and 0 <= result["acc_chain"] <= 100 and 1 <= result["acc_ess_min"] <= 5
+
+    assert main(args[:-4] + ["--acc-samples", "0", "--device", "cpu"]) == 0  # the chain measure skipped
+    out = capsys.readouterr().out.strip().splitlines()
+    assert json.loads(out[-1])["acc_chain"] is None and "ACC, chains" not in "\n".join(out[:-1])
 
     assert main(args + ["--json-only"]) == 0
     only = capsys.readouterr().out.strip().splitlines()

@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from export import batching
 from export.checkpoint import load_checkpoint, save_checkpoint
 from export.model import CONTRACT_PARAMETERS, RNNRBM, RNNRBMConfig
+from export.train import TrainSettings
 from export.train import main as train_main
 from export.uniforms import Uniforms
 from rnnrbm_live.datasets import load_split
@@ -169,6 +170,33 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     assert "--optimizer rmsprop" in capsys.readouterr().err
 
 
+def test_select_acc_keeps_the_best_valid_acc(tmp_path):
+    assert run_train(tmp_path, "--epochs", "6", "--valid-every", "2", "--lr", "0.01", "--select", "acc") == 0
+    checked = [h for h in json.loads((tmp_path / "last.json").read_text())["history"] if "valid_acc" in h]
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert best["epoch"] == max(checked, key=lambda h: h["valid_acc"])["epoch"]
+    assert best["best"]["valid_acc"] == max(h["valid_acc"] for h in checked)
+
+
+def test_init_from_starts_at_the_checkpoint_with_its_sizes_and_new_settings(tmp_path, capsys):
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    assert run_train(base, "--epochs", "2", "--valid-every", "99", "--seed", "5") == 0
+    start, _ = load_checkpoint(base / "last.safetensors")
+    # --hidden is the base's (20), whatever this run says; CD-k is this run's
+    assert run_train(tuned, "--epochs", "1", "--valid-every", "99", "--lr", "0", "--cd-k", "4", "--hidden", "99",
+                     "--init-from", str(base / "last.safetensors")) == 0
+    model, card = load_checkpoint(tuned / "last.safetensors")
+    assert model.config.n_hidden == 20 and model.config.cd_k == 4 and card["epoch"] == 1
+    for name in CONTRACT_PARAMETERS:  # lr 0: an epoch leaves the weights where they started
+        assert torch.equal(getattr(model, name), getattr(start, name)), name
+
+    assert train_main(["--data", "nottingham", "--out", str(tmp_path / "x"), "--init-from", str(base)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--init-from" in err and "1 frames per beat" in err and "\n" not in err
+    assert run_train(tmp_path / "y", "--init-from", str(tmp_path / "nothing")) == 2
+    assert "nothing" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_and_sigterm_save_a_checkpoint_to_resume_from(tmp_path, sig):
     proc = subprocess.Popen([sys.executable, "-m", "export.train", *QUICK, "--train-max-seqs", "200",
@@ -184,3 +212,12 @@ def test_ctrl_c_and_sigterm_save_a_checkpoint_to_resume_from(tmp_path, sig):
     card = json.loads((tmp_path / "last.json").read_text())
     assert card["epoch"] >= 1
     load_checkpoint(tmp_path / "last.safetensors")
+
+
+def test_help_describes_every_option(capsys):
+    with pytest.raises(SystemExit):
+        train_main(["--help"])
+    out = capsys.readouterr().out
+    assert "the valid measure that picks" in out and "std of the RNN weights at init" in out
+    for name in TrainSettings.__dataclass_fields__:
+        assert f"--{name.replace('_', '-')}" in out
