@@ -152,19 +152,19 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(5)
 
 
-class JackReceiver:
-    """An independent JACK client with one MIDI input: records (frame, bytes) events,
-    frame = last_frame_time + offset, sample-accurate."""
+class _JackMidiClient:
+    """An independent JACK client with one MIDI port ("in" or "out"). Subclasses define
+    _process, set up their state, then call _activate()."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, direction: str):
         import jack
         self.client = jack.Client(name, no_start_server=True)
-        self.port = self.client.midi_inports.register("in")
-        self.events: list[tuple[int, bytes]] = []
-        self.xruns: list[int] = []  # frame times of the server's xruns (dummy driver stalls)
+        ports = self.client.midi_inports if direction == "in" else self.client.midi_outports
+        self.port = ports.register(direction)
         self.lock = threading.Lock()
         self.client.set_process_callback(self._process)
-        self.client.set_xrun_callback(self._xrun)
+
+    def _activate(self) -> None:
         self.client.activate()
         self.rate = self.client.samplerate
         self.period = self.client.blocksize
@@ -172,6 +172,27 @@ class JackReceiver:
     @property
     def name(self) -> str:
         return self.port.name
+
+    def frame_time(self) -> int:
+        return self.client.frame_time
+
+    def close(self) -> None:
+        try:
+            self.client.deactivate()
+        finally:
+            self.client.close()
+
+
+class JackReceiver(_JackMidiClient):
+    """One MIDI input: records (frame, bytes) events, frame = last_frame_time + offset,
+    sample-accurate."""
+
+    def __init__(self, name: str):
+        super().__init__(name, "in")
+        self.events: list[tuple[int, bytes]] = []
+        self.xruns: list[int] = []  # frame times of the server's xruns (dummy driver stalls)
+        self.client.set_xrun_callback(self._xrun)
+        self._activate()
 
     def _xrun(self, delayed_usecs):
         self.xruns.append(self.client.frame_time)
@@ -205,35 +226,16 @@ class JackReceiver:
                 out.append((frame, "off", data[1]))
         return out
 
-    def frame_time(self) -> int:
-        return self.client.frame_time
 
-    def close(self) -> None:
-        try:
-            self.client.deactivate()
-        finally:
-            self.client.close()
-
-
-class JackSender:
-    """An independent JACK client with one MIDI output that writes each queued event at
-    the exact frame it was given (events for past frames go out at once)."""
+class JackSender(_JackMidiClient):
+    """One MIDI output that writes each queued event at the exact frame it was given
+    (events for past frames go out at once)."""
 
     def __init__(self, name: str):
-        import jack
-        self.client = jack.Client(name, no_start_server=True)
-        self.port = self.client.midi_outports.register("out")
+        super().__init__(name, "out")
         self.queue: list[tuple[int, bytes]] = []
         self.sent: list[tuple[int, bytes]] = []
-        self.lock = threading.Lock()
-        self.client.set_process_callback(self._process)
-        self.client.activate()
-        self.rate = self.client.samplerate
-        self.period = self.client.blocksize
-
-    @property
-    def name(self) -> str:
-        return self.port.name
+        self._activate()
 
     def at(self, frame: int, data: bytes) -> None:
         with self.lock:
@@ -258,14 +260,6 @@ class JackSender:
         with self.lock:
             return len(self.queue)
 
-    def frame_time(self) -> int:
-        return self.client.frame_time
-
-    def close(self) -> None:
-        try:
-            self.client.deactivate()
-        finally:
-            self.client.close()
 
 
 @pytest.fixture
