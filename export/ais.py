@@ -258,7 +258,10 @@ def ais(W: Tensor, bv: Tensor, bh: Tensor, *, n_runs: int = 100, n_temps: int = 
     n_chunks = math.ceil(N / chunk)
     if n_chunks == 0:
         empty = torch.empty(0, dtype=torch.float64, device=device)
-        return AISEstimate(empty, empty.clone(), *((empty.clone(), empty.clone()) if statistic else ()))
+        est = AISEstimate(empty, empty.clone())
+        if statistic is not None:
+            est.mean, est.ess = empty.clone(), empty.clone()
+        return est
     if cpu:
         with _restoring_torch_threads(), ThreadPoolExecutor(min(workers, n_chunks)) as pool:
             parts = list(pool.map(job, range(n_chunks)))
