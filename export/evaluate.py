@@ -176,14 +176,14 @@ def evaluate(model: RNNRBM, sequences: list[np.ndarray], *, n_runs: int = 100, n
 # --- the command line ---------------------------------------------------------------------
 
 
-def _available_cores() -> int:
+def available_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
 
 
-def _load_sequences(data: str, split: str, card_config: dict) -> list[np.ndarray]:
+def load_sequences(data: str, split: str, card_config: dict) -> list[np.ndarray]:
     """A bundled dataset on its own grid (the paper's setting), or a folder read the way
     the model's training data was: its grid and key normalisation."""
     if data in DATASETS:
@@ -206,6 +206,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="chains from silence per frame for the chain ACC beside the paper's (0 = skip)")
     p.add_argument("--acc-gibbs", type=int, default=None,
                    help="Gibbs steps of each such chain (default: the model's, what its step graph plays)")
+    p.add_argument("--sampling-temperature", type=float, default=1.0, metavar="T",
+                   help="measure the model as it plays at temperature T (the contract's input; default 1, "
+                        "the model itself); rnnrbm-temper folds a chosen T into a checkpoint")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = every core this process may use)")
@@ -224,6 +227,7 @@ def _table(r: dict) -> str:
     rows = [
         ("checkpoint", r["checkpoint"]),
         ("dataset", f"{r['data']}, {r['split']} split{subset}"),
+        *_temperature_row(r),
         ("sequences", str(r["sequences"])),
         ("frames", f"{r['frames']:,}"),
         ("LL", f"{r['ll']:.3f} ± {r['ll_sem']:.3f} nats/frame (AIS SE of log Z: {r['logz_sem_mean']:.3f}){ll_paper}"),
@@ -238,6 +242,11 @@ def _table(r: dict) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+def _temperature_row(r: dict) -> list[tuple[str, str]]:
+    t = r["sampling_temperature"]
+    return [] if t == 1 else [("temperature", f"{t:g}: the model as it plays at this sampling temperature")]
+
+
 def _chain_row(r: dict) -> list[tuple[str, str]]:
     if r["acc_chain"] is None:
         return []
@@ -250,14 +259,27 @@ def _json_safe(value):
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
+def at_temperature(model: RNNRBM, temperature: float, saving_metrics: bool) -> RNNRBM:
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise UserError(f"--sampling-temperature {temperature}: give a positive number (1 = the model itself)")
+    if temperature == 1:
+        return model
+    if saving_metrics:
+        # The card's metrics describe the checkpoint as it plays at temperature 1.
+        raise UserError(f"--save-metrics with --sampling-temperature {temperature:g}: fold the temperature "
+                        "into a checkpoint with rnnrbm-temper, then save that one's metrics")
+    return model.tempered(temperature)
+
+
 def run(args: argparse.Namespace) -> dict:
     device = pick_device(args.device)
-    torch.set_num_threads(args.threads or _available_cores())
+    torch.set_num_threads(args.threads or available_cores())
     if args.max_seqs < 0:
         raise UserError(f"--max-seqs {args.max_seqs}: give 0 (all) or a positive number")
     path = resolve(args.checkpoint)
     model, card = load_checkpoint(path, device=str(device))
-    sequences = _load_sequences(args.data, args.split, card.get("config", {}))
+    model = at_temperature(model, args.sampling_temperature, args.save_metrics)
+    sequences = load_sequences(args.data, args.split, card.get("config", {}))
     if args.max_seqs:
         sequences = sequences[:args.max_seqs]
     result = evaluate(model, sequences, n_runs=args.runs, n_temps=args.temperatures,
@@ -265,7 +287,8 @@ def run(args: argparse.Namespace) -> dict:
                       device=device, progress=not args.json_only)
     data = args.data if args.data in DATASETS else str(Path(args.data))
     return {"checkpoint": str(path), "data": data, "split": args.split, "max_seqs": args.max_seqs,
-            **result, "device": str(device), "paper_rnn_rbm": PAPER_RNN_RBM.get(data)}
+            "sampling_temperature": args.sampling_temperature, **result, "device": str(device),
+            "paper_rnn_rbm": PAPER_RNN_RBM.get(data)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ original deeplearning.net tutorial), so a state_dict *is* the exported weights f
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -126,6 +127,21 @@ class RNNRBM(nn.Module):
         logits = self.bv + u_prev @ self.Wuv
         xent = F.binary_cross_entropy_with_logits(logits, v, reduction="none").sum(-1)
         return (xent * mask).sum() / mask.sum().clamp_min(1)
+
+    def tempered(self, temperature: float) -> "RNNRBM":
+        """A copy that samples at temperature 1 what this model samples at `temperature`.
+
+        The contract's temperature divides every RBM pre-activation (v W + bh_t, h W^T + bv_t),
+        and those are linear in W, bv, bh, Wuv and Wuh: dividing those five divides them all.
+        The RNN (Wvu, Wuu, bu, u0) is untouched, so the histories it reads are the same."""
+        if not math.isfinite(temperature) or temperature <= 0:
+            raise ValueError(f"temperature {temperature}: give a positive number")
+        scaled = RNNRBM(self.config).to(self.W.device)
+        scaled.load_state_dict(self.state_dict())
+        with torch.no_grad():
+            for name in ("W", "bv", "bh", "Wuv", "Wuh"):
+                getattr(scaled, name).div_(temperature)
+        return scaled
 
     # --- the exported step (the contract's semantics, the float32 reference) --------------
 

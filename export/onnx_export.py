@@ -319,6 +319,12 @@ def _disagreement(model: RNNRBM, what: str, rows: int, batch: int, frame: int) -
 
 # --- files ---------------------------------------------------------------------------------
 
+def _tempered(checkpoint_card: dict) -> dict | None:
+    """A sampling temperature rnnrbm-temper folded into the weights: which, and by what rule."""
+    t = checkpoint_card.get("tempered")
+    return None if t is None else {"temperature": t["temperature"], "rule": t["rule"]}
+
+
 def model_card(model: RNNRBM, checkpoint_card: dict, gibbs_steps: int, opset: int, graph: str,
                nodes: int, weights_sha256: str, check: dict) -> dict:
     """The `.onnx.json` card: what the runtime needs, where the model came from, how good it is."""
@@ -331,6 +337,7 @@ def model_card(model: RNNRBM, checkpoint_card: dict, gibbs_steps: int, opset: in
         "u0": [float(x) for x in model.u0.detach().float().tolist()],
         "dataset": c.dataset, "transposed_to": c.transposed_to,
         "metrics": checkpoint_card.get("metrics"),
+        "tempered": _tempered(checkpoint_card),
         "opset": opset,
         "inputs": [{"name": n, "shape": s, "dtype": "float32"} for n, s in inputs.items()],
         "outputs": [{"name": n, "shape": s, "dtype": "float32"} for n, s in outputs.items()],
