@@ -86,11 +86,15 @@ def choose(rows: list[dict], min_ll: float) -> dict:
     return max(allowed, key=lambda r: r["acc"])
 
 
+def rule(min_ll: float) -> str:
+    return f"highest valid ACC with valid LL >= {min_ll:g}"
+
+
 def table(rows: list[dict], chosen: dict, min_ll: float) -> str:
     lines = [f"{'temperature':>11}  {'valid LL':>16}  {'valid ACC':>14}",
              *(f"{r['temperature']:>11g}  {r['ll']:>8.3f} ± {r['ll_sem']:.3f}  {r['acc']:>6.2f} ± {r['acc_sem']:.2f}"
                f"{'   <- chosen' if r is chosen else ''}" for r in rows),
-             f"chosen: the highest valid ACC with valid LL >= {min_ll:g}"]
+             f"chosen: the {rule(min_ll)}"]
     return "\n".join(lines)
 
 
@@ -103,8 +107,8 @@ def temper(args: argparse.Namespace, command: str) -> dict:
         raise UserError(f"--out {out}: name a .safetensors file to write")
     if out.resolve() == source.resolve():
         raise UserError(f"--out {out}: that is the source checkpoint; write the tempered one beside it")
-    if args.max_seqs < 0 or args.runs < 1 or args.temperatures < 1:
-        raise UserError("--max-seqs must be 0 or more, --runs and --temperatures at least 1")
+    if args.max_seqs < 0:  # evaluate() checks the AIS sizes
+        raise UserError(f"--max-seqs {args.max_seqs}: give 0 (all) or a positive number")
     model, card = load_checkpoint(source, device=str(device))
     sequences = load_sequences(args.data, "valid", card.get("config", {}))
     if args.max_seqs:
@@ -112,8 +116,8 @@ def temper(args: argparse.Namespace, command: str) -> dict:
     rows = measure(model, sequences, candidates, n_runs=args.runs, n_temps=args.temperatures,
                    seed=args.seed, device=device)
     chosen = choose(rows, args.min_ll)
-    record = {"temperature": chosen["temperature"], "from": str(source), "rule": f"highest valid ACC with valid "
-              f"LL >= {args.min_ll:g}", "valid": rows, "valid_sequences": len(sequences),
+    record = {"temperature": chosen["temperature"], "from": str(source), "rule": rule(args.min_ll),
+              "valid": rows, "valid_sequences": len(sequences),
               "ais": f"{args.runs} runs x {args.temperatures} temperatures", "command": command}
     meta = {k: v for k, v in card.items() if k not in ("config", "metrics")}
     save_checkpoint(out, model.tempered(chosen["temperature"]), {**meta, "tempered": record})
