@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rnnrbm_live.datasets import DATASETS, load_split
+from rnnrbm_live.midi.datasets import DATASETS, load_split
 from rnnrbm_live.errors import UserError
 
 from . import batching

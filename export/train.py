@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rnnrbm_live.datasets import DATASETS, dataset_frames_per_beat, load_split
+from rnnrbm_live.midi.datasets import DATASETS, dataset_frames_per_beat, load_split
 from rnnrbm_live.errors import UserError
-from rnnrbm_live.keys import transpose
+from rnnrbm_live.midi.keys import transpose
 
 from . import batching
 from .checkpoint import load_checkpoint, load_state, pick_device, resolve, save_checkpoint

@@ -19,17 +19,17 @@ from pathlib import Path
 import mido
 import onnxruntime as ort
 
-from rnnrbm_live.models import bundled_path
-from rnnrbm_live.offline import continue_midi
-from rnnrbm_live.runners import cuda_unavailable_reason
+from rnnrbm_live.bundled import bundled_path
+from rnnrbm_live.offline.continuation import continue_midi
+from rnnrbm_live.model.runners import cuda_unavailable_reason
 
 
 def random_model(folder: Path) -> str:
     """A random model with the tutorial's sizes: speed depends on sizes, not on training."""
     import torch
 
-    from export.model import RNNRBM, RNNRBMConfig
-    from export.onnx_export import export_model
+    from rnnrbm_export.model import RNNRBM, RNNRBMConfig
+    from rnnrbm_export.onnx_export import export_model
 
     torch.manual_seed(0)
     model = RNNRBM(RNNRBMConfig(init_std=0.5, init_recurrent_std=0.3, dataset="random"))

@@ -25,12 +25,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from export.ais import ais, log_partition_ais  # noqa: E402
-from export.checkpoint import load_checkpoint  # noqa: E402
-from export.evaluate import frame_accuracy, frame_biases  # noqa: E402
-from export.model import RNNRBM, RNNRBMConfig  # noqa: E402
-from export.uniforms import Uniforms  # noqa: E402
-from rnnrbm_live.datasets import load_split  # noqa: E402
+from rnnrbm_export.ais import ais, log_partition_ais  # noqa: E402
+from rnnrbm_export.checkpoint import load_checkpoint  # noqa: E402
+from rnnrbm_export.evaluate import frame_accuracy, frame_biases  # noqa: E402
+from rnnrbm_export.model import RNNRBM, RNNRBMConfig  # noqa: E402
+from rnnrbm_export.uniforms import Uniforms  # noqa: E402
+from rnnrbm_live.midi.datasets import load_split  # noqa: E402
 
 JSB_TEST_FRAMES = 4725
 

@@ -204,14 +204,14 @@ def bench_model(requested: str | None, folder: Path) -> str:
     if requested:
         return requested
     try:
-        from rnnrbm_live.model_card import load_model
+        from rnnrbm_live.model.card import load_model
         load_model("nottingham")
         return "nottingham"
     except Exception:
         pass
     import torch
-    from export.model import RNNRBM, RNNRBMConfig
-    from export.onnx_export import export_model
+    from rnnrbm_export.model import RNNRBM, RNNRBMConfig
+    from rnnrbm_export.onnx_export import export_model
     torch.manual_seed(7)
     config = RNNRBMConfig(init_std=0.5, init_recurrent_std=0.3, dataset="random (bench)")
     paths = export_model(RNNRBM(config), {"metrics": None}, folder / "bench")

@@ -25,9 +25,9 @@ import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rnnrbm_live.model_card import StepModel, load_model  # noqa: E402
-from rnnrbm_live.runners import cuda_unavailable_reason, session_options  # noqa: E402
-from rnnrbm_live.session import StepSession  # noqa: E402
+from rnnrbm_live.model.card import StepModel, load_model  # noqa: E402
+from rnnrbm_live.model.runners import cuda_unavailable_reason, session_options  # noqa: E402
+from rnnrbm_live.model.session import StepSession  # noqa: E402
 
 BATCHES = (1, 64, 1024)
 
@@ -104,7 +104,7 @@ def bench_torch(threads: int, steps: int, seed: int = 0):
     """A random default-size model: torch eager timings, and the model to export."""
     import torch
 
-    from export.model import RNNRBM, RNNRBMConfig
+    from rnnrbm_export.model import RNNRBM, RNNRBMConfig
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.model:
         models["exported model"] = load_model(args.model)
     else:
-        from export.onnx_export import GRAPHS, export_model
+        from rnnrbm_export.onnx_export import export_model
+        from rnnrbm_export.step_graph import GRAPHS
 
         torch_model, eager = bench_torch(args.threads, args.steps)
         lines.append(row("torch eager model.step (baseline)", eager))

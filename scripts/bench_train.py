@@ -12,9 +12,9 @@ import time
 import numpy as np
 import torch
 
-from export import batching
-from export.model import RNNRBM, RNNRBMConfig
-from rnnrbm_live.datasets import load_split
+from rnnrbm_export import batching
+from rnnrbm_export.model import RNNRBM, RNNRBMConfig
+from rnnrbm_live.midi.datasets import load_split
 
 
 def frames_per_second(pieces, batch_size: int, device: str, seconds: float, optimizer: str) -> float:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# How the bundled models (rnnrbm_live/models/) and their checkpoints (checkpoints/) were
+# How the bundled models (rnnrbm_live/bundled/models/) and their checkpoints (checkpoints/) were
 # made, command for command. Training runs on the CPU (2 cores here) took about 40 minutes
 # each beside other work; the same seed on the same device gives the same checkpoint.
 set -euo pipefail
@@ -44,5 +44,5 @@ rnnrbm-eval checkpoints/jsb_chorales --data jsb_chorales --split test --runs 100
 rnnrbm-eval checkpoints/nottingham --data nottingham --split test --max-seqs 20 --runs 100 \
   --temperatures 500 --acc-samples 20 --acc-gibbs 200 --save-metrics --threads 1
 for name in jsb_chorales nottingham; do
-  rnnrbm-export checkpoints/$name/best.safetensors -o rnnrbm_live/models/$name --gibbs-steps 200
+  rnnrbm-export checkpoints/$name/best.safetensors -o rnnrbm_live/bundled/models/$name --gibbs-steps 200
 done

@@ -35,8 +35,8 @@ REPO = Path(__file__).resolve().parent.parent
 def _export_test_model(folder: Path, frames_per_beat: int = 2) -> Path:
     """A random-init RNN-RBM with larger initial weights (it plays notes), exported."""
     import torch
-    from export.model import RNNRBM, RNNRBMConfig
-    from export.onnx_export import export_model
+    from rnnrbm_export.model import RNNRBM, RNNRBMConfig
+    from rnnrbm_export.onnx_export import export_model
 
     torch.manual_seed(1234)
     config = RNNRBMConfig(init_std=0.5, init_recurrent_std=0.3, gibbs_steps=5,

@@ -8,7 +8,7 @@ import itertools
 import pytest
 import torch
 
-from export.ais import ais, annealing_schedule, free_energy, log_partition_ais, log_partition_exact
+from rnnrbm_export.ais import ais, annealing_schedule, free_energy, log_partition_ais, log_partition_exact
 
 
 def rbms(n_v: int, n_h: int, n: int, seed: int = 0, w_std: float = 0.5):

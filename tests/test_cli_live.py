@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from rnnrbm_live import cli, ports
+from rnnrbm_live.cli import main as cli
+from rnnrbm_live.live import ports
 from rnnrbm_live.errors import UserError
 
 

@@ -13,7 +13,7 @@ import mido
 import numpy as np
 import pytest
 
-from rnnrbm_live import datasets, keys
+from rnnrbm_live.midi import datasets, keys
 from rnnrbm_live.errors import UserError
 
 # data/README.md: pieces and frames per split.

@@ -14,12 +14,13 @@ import mido
 import numpy as np
 import pytest
 
-from rnnrbm_live import keys
-from rnnrbm_live.clock import FakeClock, InternalGrid
-from rnnrbm_live.controls import CCMap, Controls, cc_to_key, cc_to_temperature
-from rnnrbm_live.engine import Engine, LiveConfig, write_recording
-from rnnrbm_live.midi_clock import MidiClockFollower
-from rnnrbm_live.pianoroll import LOWEST_PITCH, N_KEYS
+from rnnrbm_live.midi import keys
+from rnnrbm_live.live.clock import FakeClock, InternalGrid
+from rnnrbm_live.live.controls import CCMap, Controls, cc_to_key, cc_to_temperature
+from rnnrbm_live.live.engine import Engine, LiveConfig
+from rnnrbm_live.live.recording import write_recording
+from rnnrbm_live.live.midi_clock import MidiClockFollower
+from rnnrbm_live.midi.roll import LOWEST_PITCH, N_KEYS
 
 T_START = 1000.0
 DELAY = 0.25
@@ -580,7 +581,7 @@ def test_record_writes_both_sides(tmp_path):
 
 @pytest.fixture(scope="module")
 def real_session_factory(live_model):
-    from rnnrbm_live.session import StepSession
+    from rnnrbm_live.model.session import StepSession
 
     def make_session(seed=0):
         return StepSession(str(live_model), device="cpu", seed=seed)

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from export.ais import free_energy, log_partition_exact
-from export.checkpoint import load_checkpoint, save_checkpoint
-from export.evaluate import evaluate, frame_accuracy, frame_biases, main
-from export.model import RNNRBM, RNNRBMConfig
-from export.uniforms import Uniforms
-from rnnrbm_live.datasets import load_split
+from rnnrbm_export.ais import free_energy, log_partition_exact
+from rnnrbm_export.checkpoint import load_checkpoint, save_checkpoint
+from rnnrbm_export.evaluate import evaluate, frame_accuracy, frame_biases, main
+from rnnrbm_export.model import RNNRBM, RNNRBMConfig
+from rnnrbm_export.uniforms import Uniforms
+from rnnrbm_live.midi.datasets import load_split
 
 ROOT = Path(__file__).resolve().parents[1]
 N_V = 10  # 2^10 visible states: every conditional RBM can be summed exactly
@@ -199,7 +199,7 @@ def test_cli_errors_are_one_line(checkpoint, tmp_path, capsys):
 
 
 def test_cli_exit_status_without_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "export.evaluate", str(tmp_path / "nope"), "--data", "jsb_chorales"],
+    proc = subprocess.run([sys.executable, "-m", "rnnrbm_export.evaluate", str(tmp_path / "nope"), "--data", "jsb_chorales"],
                           capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parent.parent)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.startswith("rnnrbm-eval: ")
@@ -207,8 +207,8 @@ def test_cli_exit_status_without_traceback(tmp_path):
 
 
 def test_saved_metrics_reach_the_exported_model_card(tmp_path, capsys):
-    from export.checkpoint import load_checkpoint
-    from export.onnx_export import export_model
+    from rnnrbm_export.checkpoint import load_checkpoint
+    from rnnrbm_export.onnx_export import export_model
 
     torch.manual_seed(0)
     path = tmp_path / "m.safetensors"

@@ -24,11 +24,12 @@ import pytest
 import torch
 from safetensors.numpy import load_file
 
-from export.checkpoint import save_checkpoint
-from export.model import CONTRACT_PARAMETERS, RNNRBM, RNNRBMConfig
-from export.onnx_export import (ExportCheckError, build_step_graph, export_model, main, reference_step,
-                                verify_step_graph)
-from rnnrbm_live.runners import session_options
+from rnnrbm_export.checkpoint import save_checkpoint
+from rnnrbm_export.model import CONTRACT_PARAMETERS, RNNRBM, RNNRBMConfig
+from rnnrbm_export.onnx_export import export_model, main
+from rnnrbm_export.step_check import ExportCheckError, reference_step, verify_step_graph
+from rnnrbm_export.step_graph import build_step_graph
+from rnnrbm_live.model.runners import session_options
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = {"split": "test", "LL": -3.12, "ACC": 0.71, "estimated_by": "AIS, 100 chains"}
@@ -232,7 +233,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys, args, message):
 
 
 def test_cli_error_has_no_traceback_in_a_real_process(tmp_path):
-    argv = [sys.executable, "-m", "export.onnx_export", str(tmp_path / "nope"), "-o", str(tmp_path / "x")]
+    argv = [sys.executable, "-m", "rnnrbm_export.onnx_export", str(tmp_path / "nope"), "-o", str(tmp_path / "x")]
     run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
     assert run.stderr.startswith("rnnrbm-export: ") and "Traceback" not in run.stderr

@@ -10,7 +10,7 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from rnnrbm_live import keys
+from rnnrbm_live.midi import keys
 
 MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11, 12)
 HARMONIC_MINOR_SCALE = (0, 2, 3, 5, 7, 8, 11, 12)
@@ -40,7 +40,7 @@ def cadence(tonic_note: int, minor: bool) -> list[list[int]]:
 
 def jsb_test_rolls() -> list[np.ndarray]:
     """Read straight from the package data, so this file does not depend on datasets.py."""
-    resource = resources.files("rnnrbm_live").joinpath("data", "jsb_chorales.json.gz")
+    resource = resources.files("rnnrbm_live.bundled").joinpath("data", "jsb_chorales.json.gz")
     with resource.open("rb") as raw, gzip.open(raw, "rt") as text:
         return [roll_of(piece) for piece in json.load(text)["test"]]
 

@@ -232,7 +232,7 @@ def test_a_vanished_output_port_ends_with_one_line(jack_server, engine_process, 
 
 
 FAILING_STEP = """
-from rnnrbm_live import session as _session
+from rnnrbm_live.model import session as _session
 _real, _calls = _session.StepSession.step, [0]
 def _step(self, *args, **kwargs):
     _calls[0] += 1

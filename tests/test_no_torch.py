@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from export.model import RNNRBM, RNNRBMConfig
-from export.onnx_export import export_model
+from rnnrbm_export.model import RNNRBM, RNNRBMConfig
+from rnnrbm_export.onnx_export import export_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ modules = [m.name for m in pkgutil.walk_packages(rnnrbm_live.__path__, "rnnrbm_l
 for name in modules:
     importlib.import_module(name)
 
-from rnnrbm_live.session import StepSession, scale_lock
+from rnnrbm_live.model.session import StepSession, scale_lock
 
 session = StepSession(sys.argv[1], batch=2, device="auto", seed=0)
 session.allowed = scale_lock([0, 4, 7])
@@ -67,7 +67,7 @@ def test_runtime_runs_without_torch(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     assert "ok " in run.stdout
     imported = run.stdout.split("imported ", 1)[1].splitlines()[0].split()
-    assert {"rnnrbm_live.session", "rnnrbm_live.model_card", "rnnrbm_live.models"} <= set(imported)
+    assert {"rnnrbm_live.model.session", "rnnrbm_live.model.card", "rnnrbm_live.bundled"} <= set(imported)
 
 
 # Run from an installed wheel (not the source tree), with torch blocked as above.
@@ -75,9 +75,9 @@ BUNDLED_CHILD = CHILD.split("import importlib\nimport pkgutil", 1)[0] + r'''
 import json
 import numpy as np
 import rnnrbm_live
-from rnnrbm_live.models import bundled_names
-from rnnrbm_live.session import StepSession
-from rnnrbm_live.datasets import load_split
+from rnnrbm_live.bundled import bundled_names
+from rnnrbm_live.model.session import StepSession
+from rnnrbm_live.midi.datasets import load_split
 
 assert "site" in rnnrbm_live.__file__ or "target" in rnnrbm_live.__file__, rnnrbm_live.__file__
 out = {"names": bundled_names()}

@@ -20,12 +20,15 @@ import mido
 import numpy as np
 import pytest
 
-from rnnrbm_live import keys, offline, render
+from rnnrbm_live.midi import keys
+from rnnrbm_live.cli import offline as offline_cli
+from rnnrbm_live.offline import continuation as offline, output, render
 from rnnrbm_live.errors import UserError
-from rnnrbm_live.offline import (bar_frames, bar_line, continue_midi, generate,
+from rnnrbm_live.offline.continuation import (bar_frames, bar_line, continue_midi, generate,
                                  parse_time_signature)
-from rnnrbm_live.pianoroll import LOWEST_PITCH, read_midi
-from rnnrbm_live.session import StepSession
+from rnnrbm_live.midi.reader import read_midi
+from rnnrbm_live.midi.roll import LOWEST_PITCH
+from rnnrbm_live.model.session import StepSession
 
 TPB = 96  # the primers' ticks per beat: not the writer's default, so copying it is tested
 
@@ -34,8 +37,8 @@ TPB = 96  # the primers' ticks per beat: not the writer's default, so copying it
 
 def _export(folder: Path, name: str, config_kw: dict, tweak=None) -> str:
     torch = pytest.importorskip("torch")
-    from export.model import RNNRBM, RNNRBMConfig
-    from export.onnx_export import export_model
+    from rnnrbm_export.model import RNNRBM, RNNRBMConfig
+    from rnnrbm_export.onnx_export import export_model
 
     torch.manual_seed(0)
     model = RNNRBM(RNNRBMConfig(dataset=name, **config_kw))
@@ -166,7 +169,7 @@ def trim(roll: np.ndarray) -> np.ndarray:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rnnrbm-live")
-    offline.add_commands(p.add_subparsers(dest="command"))
+    offline_cli.add_commands(p.add_subparsers(dest="command"))
     return p
 
 
@@ -432,7 +435,7 @@ def test_a_failure_while_writing_leaves_the_output_folder_untouched(
     out.mkdir()
     (out / "e-major-cont-1.mid").write_bytes(b"an older take")
     before, around = listing(out), sorted(os.listdir(tmp_path))
-    real_write, calls = offline.write_midi, []
+    real_write, calls = output.write_midi, []
 
     def failing_write(path, *args, **kwargs):
         calls.append(path)
@@ -440,7 +443,7 @@ def test_a_failure_while_writing_leaves_the_output_folder_untouched(
             raise UserError(f"{path}: cannot write the file (disk full); free some space")
         real_write(path, *args, **kwargs)
 
-    monkeypatch.setattr(offline, "write_midi", failing_write)
+    monkeypatch.setattr(output, "write_midi", failing_write)
     rc = run_cli(["continue", e_major, "--model", random_model, "--device", "cpu",
                   "--variations", "3", "--seed", "1", "-o", out])
     assert rc == 2 and "disk full" in capsys.readouterr().err
@@ -458,7 +461,7 @@ def test_cli_continue_prints_the_written_paths(random_model, e_major, tmp_path, 
 
 
 def test_the_rnnrbm_live_entry_point_has_the_commands(random_model, e_major, tmp_path):
-    cli = pytest.importorskip("rnnrbm_live.cli")
+    cli = pytest.importorskip("rnnrbm_live.cli.main")
     assert cli.main(["continue", str(e_major), "--model", random_model, "--device", "cpu",
                      "--bars", "1", "--variations", "1", "--seed", "0",
                      "-o", str(tmp_path / "o")]) == 0

@@ -17,8 +17,9 @@ import pretty_midi
 import pytest
 
 from rnnrbm_live.errors import UserError
-from rnnrbm_live.pianoroll import (LOWEST_PITCH, N_KEYS, MidiRoll, read_midi,
-                                   roll_from_notes, write_midi)
+from rnnrbm_live.midi.reader import read_midi
+from rnnrbm_live.midi.roll import LOWEST_PITCH, MidiRoll, N_KEYS, roll_from_notes
+from rnnrbm_live.midi.writer import write_midi
 
 # ----------------------------------------------------------------------------- helpers
 

@@ -11,13 +11,13 @@ import onnxruntime as ort
 import pytest
 import torch
 
-import rnnrbm_live.models as bundled
-from export.model import RNNRBM, RNNRBMConfig
-from export.onnx_export import export_model
+import rnnrbm_live.bundled as bundled
+from rnnrbm_export.model import RNNRBM, RNNRBMConfig
+from rnnrbm_export.onnx_export import export_model
 from rnnrbm_live.errors import UserError
-from rnnrbm_live.model_card import load_model
-from rnnrbm_live.runners import DeviceRunner, cuda_unavailable_reason, session_options
-from rnnrbm_live.session import StepSession, pitch_range, scale_lock
+from rnnrbm_live.model.card import load_model
+from rnnrbm_live.model.runners import DeviceRunner, cuda_unavailable_reason, session_options
+from rnnrbm_live.model.session import StepSession, pitch_range, scale_lock
 
 N_HIDDEN, N_RECURRENT, K = 40, 16, 10
 C_MAJOR = (0, 2, 4, 5, 7, 9, 11)
@@ -244,7 +244,7 @@ def test_the_device_path_on_the_cpu_provider(stem):
 
 
 def test_bundled_models_say_they_learned_music_in_c():
-    from rnnrbm_live.model_card import load_model
+    from rnnrbm_live.model.card import load_model
     for name in ("nottingham", "jsb_chorales"):
         model = load_model(name)
         assert model.learned_in_c and model.card["transposed_to"] == "C major/minor"

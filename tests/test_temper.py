@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from export.checkpoint import load_checkpoint
-from export.evaluate import main as eval_main
-from export.model import RNNRBM, RNNRBMConfig
-from export.onnx_export import export_model
-from export.temper import main
+from rnnrbm_export.checkpoint import load_checkpoint
+from rnnrbm_export.evaluate import main as eval_main
+from rnnrbm_export.model import RNNRBM, RNNRBMConfig
+from rnnrbm_export.onnx_export import export_model
+from rnnrbm_export.temper import main
 
 ROOT = Path(__file__).resolve().parents[1]
 JSB = ROOT / "checkpoints" / "jsb_chorales" / "best.safetensors"
@@ -147,7 +147,7 @@ def test_eval_refuses_bad_temperatures_and_tempered_metrics(capsys):
 
 
 def test_the_command_exits_cleanly_on_a_missing_checkpoint(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "export.temper", str(tmp_path / "nope"), "--data", "jsb_chorales",
+    proc = subprocess.run([sys.executable, "-m", "rnnrbm_export.temper", str(tmp_path / "nope"), "--data", "jsb_chorales",
                            "--out", str(tmp_path / "t.safetensors"), "--min-ll", "-7"],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 2 and proc.stdout == ""

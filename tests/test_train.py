@@ -14,13 +14,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from export import batching
-from export.checkpoint import load_checkpoint, save_checkpoint
-from export.model import CONTRACT_PARAMETERS, RNNRBM, RNNRBMConfig
-from export.train import TrainSettings
-from export.train import main as train_main
-from export.uniforms import Uniforms
-from rnnrbm_live.datasets import load_split
+from rnnrbm_export import batching
+from rnnrbm_export.checkpoint import load_checkpoint, save_checkpoint
+from rnnrbm_export.model import CONTRACT_PARAMETERS, RNNRBM, RNNRBMConfig
+from rnnrbm_export.train import TrainSettings
+from rnnrbm_export.train import main as train_main
+from rnnrbm_export.uniforms import Uniforms
+from rnnrbm_live.midi.datasets import load_split
 from rnnrbm_live.errors import UserError
 
 
@@ -199,7 +199,7 @@ def test_init_from_starts_at_the_checkpoint_with_its_sizes_and_new_settings(tmp_
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_and_sigterm_save_a_checkpoint_to_resume_from(tmp_path, sig):
-    proc = subprocess.Popen([sys.executable, "-m", "export.train", *QUICK, "--train-max-seqs", "200",
+    proc = subprocess.Popen([sys.executable, "-m", "rnnrbm_export.train", *QUICK, "--train-max-seqs", "200",
                              "--epochs", "1000", "--valid-every", "1000", "--out", str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120

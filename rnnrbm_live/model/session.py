@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
-from .model_card import StepModel, load_model
-from .runners import open_runner
+from rnnrbm_live.errors import UserError
+from rnnrbm_live.model.card import StepModel, load_model
+from rnnrbm_live.model.runners import open_runner
 
 
 # --- masks: which keys may sound -----------------------------------------------------------

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .errors import UserError
-from .models import bundled_names, bundled_path
+from rnnrbm_live.bundled import bundled_names, bundled_path
+from rnnrbm_live.errors import UserError
 
 FORMAT = "rnnrbm-step/1"
 INPUT_NAMES = ("u_prev", "noise", "clamp_mask", "clamp_value", "temperature")

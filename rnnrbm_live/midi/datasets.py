@@ -1,7 +1,7 @@
 """Training data as lists of [T, 88] uint8 piano rolls: one of the four bundled benchmark
 datasets, or any folder of MIDI files.
 
-Bundled datasets ship inside the package (rnnrbm_live/data/*.json.gz, see its README) with
+Bundled datasets ship inside the package (rnnrbm_live/bundled/data/*.json.gz, see its README) with
 the paper's own train/valid/test splits, already transposed to C major / C minor.
 
 A folder is a dataset too: every *.mid / *.midi below it (any depth, any case) is one
@@ -27,8 +27,9 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from . import __version__, keys, pianoroll
-from .errors import UserError
+from rnnrbm_live import __version__
+from rnnrbm_live.errors import UserError
+from rnnrbm_live.midi import keys, reader
 
 DATASETS = ("jsb_chorales", "nottingham", "musedata", "piano_midi")
 SPLITS = ("train", "valid", "test")
@@ -39,7 +40,7 @@ _FOLDER_FRAMES_PER_BEAT = 2  # eighth notes, the grid of three of the four bench
 _SPLIT_BUCKETS = {"train": range(0, 80), "valid": range(80, 90), "test": range(90, 100)}
 
 # Bump when the roll stored for a file changes meaning, so stale cache entries are ignored;
-# the package version and pianoroll.READER_VERSION also go in the key.
+# the package version and reader.READER_VERSION also go in the key.
 CACHE_FORMAT = 1
 _SKIP_REASONS_SHOWN = 3  # the summary stays one readable line on big, messy folders
 _ALL_KEYS = range(-6, 6)
@@ -115,7 +116,7 @@ def _load_bundled(name: str, split: str, frames_per_beat: int | None) -> list[np
             f"or a multiple of it, not {wanted}"
         )
     # importlib.resources rather than __file__, so this also works from a zipped install.
-    resource = resources.files(__package__).joinpath("data", f"{name}.json.gz")
+    resource = resources.files("rnnrbm_live.bundled").joinpath("data", f"{name}.json.gz")
     with resource.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as text:
         frames_lists = json.load(text)[split]
     stretch = wanted // native
@@ -210,7 +211,7 @@ def _read_roll(path: Path, frames_per_beat: int, cache: _RollCache) -> np.ndarra
 
 def _parse(path: Path, frames_per_beat: int) -> np.ndarray | str:
     try:
-        roll = pianoroll.read_midi(path, frames_per_beat=frames_per_beat).roll
+        roll = reader.read_midi(path, frames_per_beat=frames_per_beat).roll
     except UserError as error:
         return _reason(str(error), path)
     if not np.any(roll):
@@ -256,8 +257,8 @@ class _RollCache:
 
     @staticmethod
     def key(content: bytes, frames_per_beat: int) -> str:
-        reader = pianoroll.READER_VERSION
-        header = f"rnnrbm-live roll {CACHE_FORMAT} {__version__} {reader} fpb={frames_per_beat}\n"
+        version = reader.READER_VERSION
+        header = f"rnnrbm-live roll {CACHE_FORMAT} {__version__} {version} fpb={frames_per_beat}\n"
         return hashlib.sha256(header.encode("utf-8") + content).hexdigest()
 
     def path(self, key: str) -> Path:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import mido
 import numpy as np
 
-from rnnrbm_live.pianoroll import LOWEST_PITCH, N_KEYS
+from rnnrbm_live.midi.roll import LOWEST_PITCH, N_KEYS
 
 RELEASE_VELOCITY = 64  # the note-off velocity MIDI recommends when there is none
 ALL_NOTES_OFF = 123

@@ -1,4 +1,5 @@
-"""The models bundled with rnnrbm-live: `<name>.onnx` + `<name>.onnx.json` in this folder.
+"""What ships inside the package: the models (models/: `<name>.onnx` + `.onnx.json` +
+`.safetensors`) and the paper's four datasets (data/*.json.gz, see data/README.md).
 
 Which names exist is read from the folder itself (scripts/make_bundled_models.sh writes
 them), so a build without them lists none rather than failing."""
@@ -7,7 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-MODELS_DIR = Path(__file__).resolve().parent
+BUNDLED_DIR = Path(__file__).resolve().parent
+MODELS_DIR = BUNDLED_DIR / "models"
+DATA_DIR = BUNDLED_DIR / "data"
 
 
 def bundled_names() -> list[str]:

@@ -29,7 +29,7 @@ from typing import Callable
 
 import mido
 
-from rnnrbm_live.notes import NoteMessages
+from rnnrbm_live.live.notes import NoteMessages
 
 LATE_S = 0.002  # a slot sent more than this after its due time counts as late
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rnnrbm_live.keys import key_name
+from rnnrbm_live.midi.keys import key_name
 
 TEMPERATURE_MIN = 0.1
 TEMPERATURE_MAX = 2.0

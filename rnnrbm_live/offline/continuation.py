@@ -1,5 +1,5 @@
 """Offline generation: continue a MIDI clip (Magenta Studio's "Continue") or generate from
-scratch, as Python functions and as the `continue` and `generate` subcommands.
+scratch, as Python functions (the `continue` and `generate` subcommands call them).
 
 Grid and length rules (docs/offline.md says the same for users):
 - Everything lives on the model's grid: card.frames_per_beat frames per beat (2 for
@@ -21,31 +21,27 @@ continuation stays in the primer's key.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import secrets
-import shutil
-import sys
-import tempfile
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
 
-from rnnrbm_live import keys
+from rnnrbm_live.midi import keys
 from rnnrbm_live.errors import UserError
-from rnnrbm_live.pianoroll import LOWEST_PITCH, N_KEYS, MidiRoll, read_midi, write_midi
-from rnnrbm_live.session import StepSession
+from rnnrbm_live.midi.reader import read_midi
+from rnnrbm_live.midi.roll import LOWEST_PITCH, N_KEYS, MidiRoll
+from rnnrbm_live.model.session import StepSession
+from rnnrbm_live.offline.output import write_all
 
 DEFAULT_MODEL = "nottingham"
 DEFAULT_MAX_PRIMER_BARS = 64
 MAX_BARS = 1024          # a typo such as --bars 80000 should not run for an hour
 MAX_VARIATIONS = 256
-VELOCITY = 80            # the model plays on/off only; one moderate velocity for every note
 GENERATE_TICKS_PER_BEAT = 480
 GENERATE_BPM = 120.0
 
@@ -162,7 +158,7 @@ def continue_midi(primer: str | os.PathLike, *, bars: int = 8, variations: int =
         provider=session.provider, seed=seed, temperature=float(temperature))
     if out_dir is not None:
         stem = f"{Path(primer).stem}-cont"
-        _write_all(result, Path(out_dir), stem, only_continuation, plot, wav)
+        write_all(result, Path(out_dir), stem, only_continuation, plot, wav)
     return result
 
 
@@ -193,7 +189,7 @@ def generate(*, bars: int = 8, variations: int = 4, temperature: float = 1.0,
         channel=0, ticks_per_beat=GENERATE_TICKS_PER_BEAT, model=session.model.name,
         provider=session.provider, seed=seed, temperature=float(temperature))
     if out_dir is not None:
-        _write_all(result, Path(out_dir), name, False, plot, wav)
+        write_all(result, Path(out_dir), name, False, plot, wav)
     return result
 
 
@@ -269,207 +265,3 @@ def _sample(session: StepSession, primer: np.ndarray, n_frames: int, progress: b
             out[:, t] = session.step()
             bar.update()
     return out
-
-
-# --------------------------------------------------------------------------- writing
-
-
-def _write_all(result: Continuation, out_dir: Path, stem: str, only_continuation: bool,
-               plot: bool, wav: bool) -> None:
-    """Write every file into a staging folder beside out_dir, then move them in: an error
-    part way leaves out_dir as it was."""
-    staging = _staging_dir(out_dir)
-    try:
-        midi_names = _write_midis(result, staging, stem, only_continuation)
-        plot_names = _write_plots(result, staging, midi_names, only_continuation) \
-            if plot else []
-        wav_names = _write_wavs(staging, midi_names) if wav else []
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name in midi_names + plot_names + wav_names:
-            os.replace(staging / name, out_dir / name)
-    except OSError as e:
-        reason = (e.strerror or "i/o error").lower()
-        raise UserError(f"{out_dir}: cannot write the output ({reason}); check the "
-                        "folder is writable") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    result.paths = [out_dir / n for n in midi_names]
-    result.plots = [out_dir / n for n in plot_names]
-    result.wavs = [out_dir / n for n in wav_names]
-
-
-def _staging_dir(out_dir: Path) -> Path:
-    """A fresh hidden folder beside out_dir (same file system, so moves are atomic); inside
-    out_dir only when its parent is not writable."""
-    out_dir = out_dir.absolute()
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-rnnrbm-",
-                                     dir=out_dir.parent))
-    except OSError:
-        pass
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=".rnnrbm-", dir=out_dir))
-    except OSError as e:
-        reason = (e.strerror or "i/o error").lower()
-        raise UserError(f"{out_dir}: cannot create the output folder ({reason}); give a "
-                        "writable folder with -o") from None
-
-
-def _written_roll(result: Continuation, i: int, only_continuation: bool
-                  ) -> tuple[np.ndarray, list[tuple[int, float]]]:
-    """The roll of variation i as it goes into its file, and that file's tempo map."""
-    if only_continuation:
-        return result.rolls[i], [(0, result.bpm_at(result.primer_frames - 1))]
-    return result.full(i), result.tempo_map
-
-
-def _write_midis(result: Continuation, folder: Path, stem: str,
-                 only_continuation: bool) -> list[str]:
-    names = []
-    for i in range(len(result.rolls)):
-        name = f"{stem}-{i + 1}.mid"
-        roll, tempo_map = _written_roll(result, i, only_continuation)
-        write_midi(folder / name, roll, frames_per_beat=result.frames_per_beat,
-                   tempo_map=tempo_map, time_signature=result.time_signature,
-                   key_signature=result.key_signature, channel=result.channel,
-                   velocity=VELOCITY, ticks_per_beat=result.ticks_per_beat)
-        names.append(name)
-    return names
-
-
-def _write_plots(result: Continuation, folder: Path, midi_names: list[str],
-                 only_continuation: bool) -> list[str]:
-    from rnnrbm_live.plot import plot_roll  # matplotlib only when a plot is asked for
-
-    names = []
-    for i, midi_name in enumerate(midi_names):
-        name = Path(midi_name).with_suffix(".png").name
-        roll, _ = _written_roll(result, i, only_continuation)
-        title = (f"{midi_name}: model {result.model}, seed {result.seed}, "
-                 f"temperature {result.temperature:g}")
-        hint = plot_roll(folder / name, roll,
-                         primer_frames=0 if only_continuation else result.primer_frames,
-                         bar_frames=result.bar_frames, title=title)
-        if hint:
-            _note(hint)
-            return []
-        names.append(name)
-    return names
-
-
-def _write_wavs(folder: Path, midi_names: list[str]) -> list[str]:
-    from rnnrbm_live.render import renderer
-
-    synth = renderer()
-    if isinstance(synth, str):
-        _note(synth)
-        return []
-    names = []
-    for midi_name in midi_names:
-        name = Path(midi_name).with_suffix(".wav").name
-        problem = synth.render(folder / midi_name, folder / name)
-        if problem:
-            _note(problem)
-            continue
-        names.append(name)
-    return names
-
-
-def _note(line: str) -> None:
-    """A one-line remark for the user (a missing extra, a failed render); not an error."""
-    print(f"rnnrbm-live: {line}", file=sys.stderr)
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register `continue` and `generate` on the rnnrbm-live subparsers; each parsed
-    namespace's func(args) runs the command and returns the exit status."""
-    cont = subparsers.add_parser(
-        "continue", help="continue a MIDI clip, like Magenta Studio's Continue",
-        description="Write VARIATIONS continuations of a MIDI clip, each BARS bars long, "
-                    "in the clip's key, tempo, time signature and channel.")
-    cont.add_argument("primer", help="the MIDI file to continue")
-    _add_common(cont)
-    cont.add_argument("--only-continuation", action="store_true",
-                      help="write only the continuation, not the primer before it")
-    cont.add_argument("--max-primer-bars", type=int, default=DEFAULT_MAX_PRIMER_BARS,
-                      metavar="N", help="refuse longer primers (default %(default)s)")
-    cont.set_defaults(func=_run_continue)
-
-    gen = subparsers.add_parser(
-        "generate", help="generate MIDI from scratch, as the original tutorial does",
-        description="Write VARIATIONS pieces of BARS bars each, sampled from the model's "
-                    "initial state.")
-    _add_common(gen)
-    gen.add_argument("--name", default="generated",
-                     help="file name stem: NAME-1.mid, NAME-2.mid, ... (default %(default)s)")
-    gen.add_argument("--time-signature", default="4/4", metavar="N/D",
-                     help="time signature that sets the bar length (default %(default)s)")
-    gen.add_argument("--bpm", type=float, default=GENERATE_BPM,
-                     help="tempo written to the files (default %(default)g)")
-    gen.set_defaults(func=_run_generate)
-
-
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bars", type=int, default=8, help="bars to write (default %(default)s)")
-    p.add_argument("--variations", type=int, default=4,
-                   help="how many different files to write (default %(default)s)")
-    p.add_argument("--temperature", type=float, default=1.0,
-                   help="above 1 wilder, below 1 tamer (default %(default)g)")
-    p.add_argument("--seed", type=int, default=None,
-                   help="the same seed writes the same files (default: a random one, "
-                        "printed)")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help="a bundled model name or a .onnx file (default %(default)s)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="where to run the model (default %(default)s: the GPU when there "
-                        "is one)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="cpu threads for the model (default %(default)s)")
-    p.add_argument("-o", "--out-dir", default=".", metavar="DIR",
-                   help="folder to write into (default: the current folder)")
-    p.add_argument("--plot", action="store_true", help="also write a piano-roll .png of "
-                   "each file (needs the plot extra)")
-    p.add_argument("--wav", action="store_true", help="also render a .wav of each file "
-                   "(needs fluidsynth and a general midi soundfont)")
-
-
-def _run_continue(args: argparse.Namespace) -> int:
-    return _guarded(lambda: continue_midi(
-        args.primer, bars=args.bars, variations=args.variations,
-        temperature=args.temperature, seed=args.seed, model=args.model, device=args.device,
-        out_dir=args.out_dir, only_continuation=args.only_continuation, plot=args.plot,
-        wav=args.wav, max_primer_bars=args.max_primer_bars, threads=args.threads,
-        progress=True), quiet=getattr(args, "quiet", False))
-
-
-def _run_generate(args: argparse.Namespace) -> int:
-    return _guarded(lambda: generate(
-        bars=args.bars, variations=args.variations, temperature=args.temperature,
-        seed=args.seed, model=args.model, device=args.device, out_dir=args.out_dir,
-        name=args.name, time_signature=args.time_signature,
-        bpm=args.bpm, plot=args.plot, wav=args.wav, threads=args.threads, progress=True),
-        quiet=getattr(args, "quiet", False))
-
-
-def _guarded(run: Callable[[], Continuation], quiet: bool = False) -> int:
-    """Run a command: its files on stdout, a summary line on stderr (unless quiet); a
-    UserError is one line on stderr and exit status 2, never a traceback."""
-    try:
-        result = run()
-    except UserError as e:
-        print(f"rnnrbm-live: error: {e}", file=sys.stderr)
-        return 2
-    for path in result.paths + result.plots + result.wavs:
-        print(path)
-    if quiet:
-        return 0
-    key = f", primer in {result.key} (shifted {result.shift:+d} to c)" \
-        if result.key is not None else ""
-    _note(f"{len(result.rolls)} x {result.bars} bars on {result.provider}, "
-          f"seed {result.seed}{key}")
-    return 0

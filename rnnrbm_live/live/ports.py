@@ -81,7 +81,7 @@ def quiet_stderr():
 
 
 def _rtmidi():
-    import rtmidi  # python-rtmidi; imported here so `import rnnrbm_live.ports` stays cheap
+    import rtmidi  # python-rtmidi; imported here so `import rnnrbm_live.live.ports` stays cheap
     return rtmidi
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .errors import UserError
-from .model_card import StepModel
+from rnnrbm_live.errors import UserError
+from rnnrbm_live.model.card import StepModel
 
 DEVICES = ("auto", "cpu", "cuda")
 CPU = "CPUExecutionProvider"

@@ -4,8 +4,8 @@ Threads (real time, `Engine.run`):
 - input: the MIDI backend's callback thread calls `on_message`. It stamps each message
   with the clock, keeps the MIDI clock follower and the controls up to date, records the
   held notes, queues note events for the compute side and wakes it. Nothing else.
-- compute (`Composer.poll`): steps the model and publishes each frame's messages ahead of
-  the frame's time (see compute.py).
+- compute (`Composer.poll`, modes/): steps the model and publishes each frame's messages ahead of
+  the frame's time (see modes/).
 - sender (`Sender.poll`): sleeps until the next due time on an absolute grid and sends
   what is due: note-offs, then note-ons. No model work, no message building.
 - main: waits; checks every half second that the ports are still there; on any way out
@@ -18,7 +18,6 @@ time from one due time to the next.
 
 from __future__ import annotations
 
-import math
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -26,12 +25,12 @@ from typing import Callable, Iterable
 
 import mido
 
-from rnnrbm_live.clock import Clock, FakeClock, InternalGrid, RealClock
-from rnnrbm_live.compute import Composer
-from rnnrbm_live.controls import CCMap, Controls
-from rnnrbm_live.midi_clock import TICKS_PER_BEAT, MidiClockFollower, MidiClockGrid
-from rnnrbm_live.notes import NoteMessages
-from rnnrbm_live.sender import PortFailed, Sender, run_sender_thread
+from rnnrbm_live.live.clock import Clock, InternalGrid, RealClock
+from rnnrbm_live.live.controls import CCMap, Controls
+from rnnrbm_live.live.midi_clock import TICKS_PER_BEAT, MidiClockFollower, MidiClockGrid
+from rnnrbm_live.live.modes import make_composer
+from rnnrbm_live.live.notes import NoteMessages
+from rnnrbm_live.live.sender import PortFailed, Sender, run_sender_thread
 
 SWITCH_INTERVAL_S = 0.0005  # the GIL hand-over: 5 ms by default would delay the sender
 PORT_CHECK_S = 0.5
@@ -100,8 +99,8 @@ class Engine:
         self.sender = Sender(out_port, self.notes, self.grid, self.clock, config.latency_s,
                              held=self.held if config.mode == "accompany" else None,
                              record=config.record, port_name=out_name)
-        self.composer = Composer(
-            session, config.mode, self.grid, self.sender, self.notes, self.controls,
+        self.composer = make_composer(
+            config.mode, session, self.grid, self.sender, self.notes, self.controls,
             frames_per_bar=config.frames_per_bar,
             silence_frames=config.bars_to_frames(config.silence_bars),
             answer_frames=(None if config.answer_bars is None
@@ -260,41 +259,9 @@ class Engine:
 
     def run_fake(self, until: float, events: Iterable[tuple[float, mido.Message]] = (),
                  fail_at: float | None = None) -> None:
-        """Run single-threaded on a FakeClock until virtual time `until` (absolute), feeding
-        `events` (absolute time, message) to the input as they fall due; then shut down
-        as a stop would. Exceptions from either side end the run as they would live."""
-        clock = self.clock
-        if not isinstance(clock, FakeClock):
-            raise TypeError("run_fake needs a FakeClock")
-        pending = sorted(events, key=lambda e: e[0])
-        i = 0
-        self.start()
-        next_check = clock.now() + PORT_CHECK_S
-        try:
-            while True:
-                now = clock.now()
-                while i < len(pending) and pending[i][0] <= now:
-                    self.on_message(pending[i][1])
-                    i += 1
-                if self.port_check is not None and now >= next_check:
-                    next_check = now + PORT_CHECK_S
-                    self.port_check()
-                c = self.composer.poll(now)
-                s = self.sender.poll(now)
-                if now >= until or self.stop_event.is_set():
-                    break
-                candidates = [until, next_check if self.port_check else until]
-                candidates += [x for x in (c, s) if x is not None]
-                if i < len(pending):
-                    candidates.append(pending[i][0])
-                future = [x for x in candidates if x > now]
-                if len(future) < len(candidates):
-                    future.append(now + 1e-6)  # a wake at a time just passed: soon again
-                clock.set(min(future))
-        except BaseException as e:  # noqa: BLE001 - the same way out as live
-            self._fail(e)
-        self.stop_reason = self.stop_reason or "stopped"
-        self.shutdown()
+        """Run single-threaded on a FakeClock until virtual time `until` (see fake_run.py)."""
+        from rnnrbm_live.live.fake_run import run_fake
+        run_fake(self, until, events, PORT_CHECK_S)
 
     # ================================================================== reporting
 
@@ -313,37 +280,3 @@ class Engine:
                 "answers": self.composer.answers,
                 "interruptions": self.composer.interruptions,
                 "messages_sent": s.messages_sent}
-
-
-def record_seconds_per_tick(bpm: float, ticks_per_beat: int) -> float:
-    return 60.0 / bpm / ticks_per_beat
-
-
-def write_recording(path, engine: Engine, bpm: float, ticks_per_beat: int = 480) -> None:
-    """Write what was played, both sides, to a format 1 MIDI file: track 1 the player's
-    input, track 2 what rnnrbm-live sent, times from the engine's frame 0."""
-    t0 = engine.t0 if engine.t0 is not None else 0.0
-    spt = record_seconds_per_tick(bpm, ticks_per_beat)
-    midi = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
-    meta = mido.MidiTrack()
-    meta.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0))
-    meta.append(mido.MetaMessage("time_signature",
-                                 numerator=engine.config.beats_per_bar, denominator=4,
-                                 time=0))
-    meta.append(mido.MetaMessage("end_of_track", time=0))
-    midi.tracks.append(meta)
-    sides = (("player", engine.player_log or []),
-             ("rnnrbm-live", engine.sender.log or []))
-    for name, log in sides:
-        track = mido.MidiTrack()
-        track.append(mido.MetaMessage("track_name", name=name, time=0))
-        last = 0
-        for t, msg in sorted(log, key=lambda e: e[0]):
-            if msg.type in ("clock", "start", "stop", "continue", "songpos"):
-                continue
-            tick = max(0, int(math.floor((t - t0) / spt + 0.5)))
-            track.append(msg.copy(time=max(0, tick - last)))
-            last = max(last, tick)
-        track.append(mido.MetaMessage("end_of_track", time=0))
-        midi.tracks.append(track)
-    midi.save(path)

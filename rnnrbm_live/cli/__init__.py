@@ -1,0 +1,2 @@
+"""The command line `rnnrbm-live`: live play (live.py, options.py), `ports`, and the
+offline subcommands (offline.py); main.py dispatches. Nothing else imports from here."""

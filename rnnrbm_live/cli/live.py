@@ -1,0 +1,197 @@
+"""`rnnrbm-live` playing live: open the model and the ports, run the engine, and report
+how it ended (every note silenced first)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+from rnnrbm_live.cli.options import PROG, cc_map, check
+from rnnrbm_live.errors import UserError
+from rnnrbm_live.live.controls import describe
+
+NOTE_NAMES = {1: "quarter note", 2: "eighth note", 3: "eighth-note triplet",
+              4: "sixteenth note"}
+
+
+class _Stopper:
+    """SIGTERM and SIGINT: one clean way out, before and while the engine runs."""
+
+    def __init__(self):
+        self.reason: str | None = None
+        self.engine = None
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.reason is None:
+            self.reason = signal.Signals(signum).name.lower()
+        if self.engine is not None:
+            self.engine.stop(self.reason)
+
+
+def _warm_up(session, n: int = 4) -> float:
+    """Run a few steps (the first is slow) and put the state back; seconds per step."""
+    state = session.state
+    session.step()
+    start = time.perf_counter()
+    for _ in range(n):
+        session.step()
+    per_step = (time.perf_counter() - start) / n
+    session.state = state
+    return per_step
+
+
+def run_live(args) -> int:
+    check(args)
+    say = (lambda line: None) if args.quiet else \
+        (lambda line: print(f"{PROG}: {line}", file=sys.stderr, flush=True))
+    stopper = _Stopper()
+    stopper.install()
+
+    from rnnrbm_live.live import ports as portmod
+    from rnnrbm_live.live.engine import Engine, LiveConfig
+    from rnnrbm_live.live.recording import write_recording
+    from rnnrbm_live.midi.roll import N_KEYS
+    from rnnrbm_live.model.session import StepSession
+
+    backend = portmod.choose_backend(args.backend)
+    portmod.check_port_names(backend, args.out_port, args.in_port)  # before the slow part
+    session = StepSession(args.model, batch=1, device=args.device, seed=args.seed,
+                          threads=args.threads, temperature=args.temperature)
+    n_visible = session.model.n_visible
+    if n_visible != N_KEYS:
+        raise UserError(f"{args.model}: the model has {n_visible} visible units; live play "
+                        f"needs an {N_KEYS}-key piano model (midi 21..108)")
+    fpb = args.frames_per_beat or session.model.frames_per_beat
+    if args.clock == "midi" and 24 % fpb:
+        raise UserError(f"--frames-per-beat {fpb}: to follow a midi clock (24 ticks a "
+                        "beat) use 1, 2, 3, 4, 6, 8, 12 or 24")
+    per_step = _warm_up(session)
+
+    config = LiveConfig(
+        mode=args.mode, bpm=args.bpm, frames_per_beat=fpb, clock=args.clock,
+        channel=args.channel - 1, velocity=args.velocity, latency_s=args.latency_ms / 1000,
+        temperature=args.temperature, beats_per_bar=args.beats_per_bar,
+        silence_bars=args.silence_bars, answer_bars=args.answer_bars,
+        max_answer_bars=args.max_answer_bars, compute_s=args.compute_ms / 1000,
+        state_cc=args.state_cc, cc=cc_map(args), stop_after_s=args.stop_after,
+        record=args.record is not None, learned_in_c=session.model.learned_in_c,
+        realtime_priority=args.realtime_priority)
+
+    holder: dict = {}
+
+    def on_message(msg) -> None:  # the backend's thread; messages before the engine: dropped
+        engine = holder.get("engine")
+        if engine is not None:
+            engine.on_message(msg)
+
+    opened = portmod.open_ports(backend, args.out_port, args.in_port, on_message,
+                                client_name=args.client_name)
+    watch = None
+    try:
+        watch = portmod.PortWatch(backend, opened)
+        engine = Engine(session, opened.output, config, log=say, port_check=watch.check,
+                        out_name=opened.out_name)
+        holder["engine"] = engine
+        _banner(say, args, backend, opened, session, config, per_step)
+        stopper.engine = engine
+        if stopper.reason is not None:
+            engine.stop(stopper.reason)
+        ready = ("playing; ctrl+c stops" if args.clock == "internal"
+                 else "waiting for the daw's midi clock (start); ctrl+c stops")
+        engine.run(on_started=lambda: say(ready))
+    finally:
+        holder.pop("engine", None)
+        with portmod.quiet_stderr():  # libjack complains at length if its server died
+            if watch is not None:
+                watch.close()
+            opened.close()
+
+    status = 0
+    failure = engine.failure
+    if failure is not None:
+        status = 2 if isinstance(failure, UserError) else 1
+        from rnnrbm_live.live.sender import PortFailed
+        if isinstance(failure, PortFailed):
+            status = 2
+            line = (f"{failure}; the port is gone (note-offs were attempted); check the "
+                    "midi system and restart rnnrbm-live")
+        elif isinstance(failure, UserError):
+            line = str(failure)
+        else:
+            line = (f"internal error in the model thread ({type(failure).__name__}: "
+                    f"{str(failure).strip().lower()}); every note was silenced; please "
+                    "report it")
+            if os.environ.get("RNNRBM_DEBUG"):
+                import traceback
+                traceback.print_exception(failure)
+        print(f"{PROG}: error: {line}", file=sys.stderr, flush=True)
+    if args.record is not None:
+        bpm = args.bpm
+        if engine.follower is not None and engine.follower.bpm:
+            bpm = engine.follower.bpm
+        try:
+            write_recording(args.record, engine, bpm=bpm)
+            say(f"recorded both sides to {args.record}")
+        except OSError as e:
+            print(f"{PROG}: error: --record {args.record}: cannot write it "
+                  f"({(e.strerror or str(e)).lower()}); nothing was recorded",
+                  file=sys.stderr, flush=True)
+            status = status or 2
+    stats = engine.stats()
+    if args.stats_json is not None:
+        import json
+        stats.update(stop_reason=engine.stop_reason, bpm=args.bpm, t0=engine.t0,
+                     frame_seconds=config.frame_seconds, latency_s=config.latency_s,
+                     sender_realtime=engine.sender_realtime,
+                     slots=[[int(k), round(late, 7)] for k, late in
+                            zip(engine.sender.lateness_frames, engine.sender.lateness)],
+                     frames_per_beat=config.frames_per_beat, mode=config.mode,
+                     provider=session.provider,
+                     step_ms=round(per_step * 1000, 3))
+        try:
+            with open(args.stats_json, "w") as f:
+                json.dump(stats, f, indent=1)
+        except OSError as e:
+            print(f"{PROG}: error: --stats-json {args.stats_json}: cannot write it "
+                  f"({(e.strerror or str(e)).lower()})", file=sys.stderr, flush=True)
+    say(f"stopped ({engine.stop_reason}): {stats['frames_sent']} frames sent, "
+        f"{stats['late_frames']} late, {stats['skipped_frames']} skipped")
+    return status
+
+
+def _banner(say, args, backend, opened, session, config, per_step: float) -> None:
+    say("sends midi only: a synth or a daw track makes the sound")
+    if opened.out_virtual:
+        say(f"  output (we send FROM it): {opened.out_name}  -> connect it to a synth or "
+            "a daw track's midi input")
+    else:
+        say(f"  output: playing into {opened.out_name}")
+    if opened.in_virtual:
+        what = "your keyboard or a daw track" + (
+            ", and the daw's midi clock" if args.clock == "midi" else "")
+        say(f"  input (send TO it): {opened.in_name}  <- {what}")
+    else:
+        say(f"  input: listening to {opened.in_name}")
+    if backend.key == "jack" and opened.out_virtual:
+        say(f"  e.g. jack_connect {opened.out_name} <synth midi input>")
+    grid = NOTE_NAMES.get(config.frames_per_beat, f"1/{config.frames_per_beat} beat")
+    tempo = (f"{config.bpm:g} bpm, a frame per {grid} ({config.frame_seconds:.3f} s)"
+             if config.clock == "internal" else f"the daw's tempo, a frame per {grid}")
+    say(f"model {args.model} on {session.provider} "
+        f"({per_step * 1000:.2f} ms a frame); {config.mode} mode; {tempo}; "
+        f"channel {args.channel}, velocity {args.velocity or 'follow'}; "
+        f"midi via {backend.key}")
+    if config.clock == "internal" and per_step > 0.5 * config.frame_seconds:
+        say(f"warning: the model needs {per_step * 1000:.0f} ms a frame and a frame lasts "
+            f"{config.frame_seconds * 1000:.0f} ms: frames may be late; lower --bpm or use "
+            "--device cuda")
+    if config.mode == "accompany" and per_step * 2 > config.compute_s:
+        say(f"warning: --compute-ms {config.compute_s * 1000:g} is short for a "
+            f"{per_step * 1000:.1f} ms step; frames may be late; raise it")
+    say("live control (cc on the input):\n" + describe(config.cc, config.state_cc))
