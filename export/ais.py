@@ -205,6 +205,11 @@ class AISEstimate:
     ess: Tensor | None = None  # [N] effective sample size of the weights, 1 .. n_runs
 
 
+def default_chunk(device: torch.device, n_runs: int) -> int:
+    """RBMs per batch of chains: ~2k chains on a CPU (they stay in cache), ~500k on a GPU."""
+    return max(1, (_CPU_CHAINS_PER_CHUNK if device.type == "cpu" else _GPU_CHAINS_PER_CHUNK) // n_runs)
+
+
 def log_partition_ais(W: Tensor, bv: Tensor, bh: Tensor, **options) -> tuple[Tensor, Tensor]:
     """AIS estimates of log Z [N] and their standard errors [N]: ais() without a statistic."""
     est = ais(W, bv, bh, **options)
@@ -215,7 +220,8 @@ def ais(W: Tensor, bv: Tensor, bh: Tensor, *, n_runs: int = 100, n_temps: int = 
         generator: torch.Generator | None = None, chunk: int | None = None,
         workers: int | None = None, betas: Sequence[float] | None = None,
         progress: Callable[[int], None] | None = None,
-        statistic: Callable[[slice, Tensor], Tensor] | None = None) -> AISEstimate:
+        statistic: Callable[[slice, Tensor], Tensor] | None = None,
+        first_chunk: int = 0) -> AISEstimate:
     """AIS for N RBMs sharing W [n_v, n_h] with biases bv [N, n_v], bh [N, n_h]: log Z of
     each, its standard error across the n_runs runs, and optionally E_p[f(v)] per RBM.
 
@@ -228,6 +234,8 @@ def ais(W: Tensor, bv: Tensor, bh: Tensor, *, n_runs: int = 100, n_temps: int = 
     progress: called with the number of RBMs each finished chunk held.
     statistic(rows, v): f of visible samples v [len(rows) * n_runs, n_v] (the runs of RBM
       rows.start + i are rows i * n_runs ... of v), one value per sample; fills mean and ess.
+    first_chunk: the index of the first chunk's noise stream, so that a part of a larger
+      set of RBMs that starts on a chunk boundary gets exactly the noise it would get there.
     Same generator state, same chunk: same result, whatever the workers."""
     device = W.device
     N = bv.shape[0]
@@ -238,7 +246,7 @@ def ais(W: Tensor, bv: Tensor, bh: Tensor, *, n_runs: int = 100, n_temps: int = 
         raise ValueError(f"n_runs must be at least 1, not {n_runs}")
     cpu = device.type == "cpu"
     workers = max(1, workers or torch.get_num_threads()) if cpu else 1
-    chunk = chunk or max(1, (_CPU_CHAINS_PER_CHUNK if cpu else _GPU_CHAINS_PER_CHUNK) // n_runs)
+    chunk = chunk or default_chunk(device, n_runs)
     seed = _seed_from(generator, device)
     W = W.detach().float()
     WT = W.T.contiguous()
@@ -248,7 +256,7 @@ def ais(W: Tensor, bv: Tensor, bh: Tensor, *, n_runs: int = 100, n_temps: int = 
         if cpu:
             torch.set_num_threads(1)
         rows = slice(index * chunk, min((index + 1) * chunk, N))
-        uniforms = Uniforms(device, [seed, index])
+        uniforms = Uniforms(device, [seed, first_chunk + index])
         f = None if statistic is None else (lambda v: statistic(rows, v))
         log_w, values = _ais_log_weights(W, WT, bv[rows], bh[rows], n_runs, betas, uniforms, f)
         if progress is not None:

@@ -1,177 +1,33 @@
-"""`rnnrbm-eval`: the two measures of the paper's Table 1 for an RNN-RBM checkpoint.
-
-LL: mean over all frames of log P(v_t | v_<t) = -F_t(v_t) - log Z_t in nats, with each
-frame's RBM conditioned on the true history and log Z_t estimated by AIS (export/ais.py).
-ACC: expected frame-level accuracy TP / (TP + FP + FN) in %, of samples of each frame's
-RBM given the true history, averaged over samples, then over frames. The samples are the
-AIS runs' own (importance-weighted): a Gibbs chain from silence does not reach the
-distribution of a well-trained conditional RBM in any affordable number of steps (it sits
-in the silent mode; on Nottingham valid, 2,000 steps from silence gave ACC 56, the AIS
-runs and chains started at the previous frame both 64). The chain measure is kept beside
-it as acc_chain: it is what the exported step function, which starts from silence, plays.
+"""`rnnrbm-eval`: the two measures of the paper's Table 1 for an RNN-RBM checkpoint, on a
+whole split or on one shard of it (--shard I/N, then --combine the parts); measures.py
+says how each is measured.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import hashlib
 import json
 import math
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from rnnrbm_live.midi.datasets import DATASETS, load_split
 from rnnrbm_live.errors import UserError
+from rnnrbm_live.midi.datasets import DATASETS, load_split
 
-from . import batching
-from .ais import ais, free_energy
 from .checkpoint import json_path, load_checkpoint, pick_device, resolve
+from .eval_parts import combine, part_path, save_part
+from .measures import frame_results, summarize
 from .model import RNNRBM
-from .uniforms import Uniforms
 
 # Table 1 of Boulanger-Lewandowski, Bengio & Vincent (ICML 2012), RNN-RBM row: (LL, ACC %).
 PAPER_RNN_RBM = {"jsb_chorales": (-6.27, 33.12), "nottingham": (-2.39, 75.40),
                  "musedata": (-6.01, 34.02), "piano_midi": (-7.09, 28.92)}
-
-_SEQUENCES_PER_BATCH = 16  # RNN passes over padded batches; the RNN is a small part of the cost
-_ACC_CHAINS_PER_CHUNK = 2 ** 16
-
-
-# --- the frames and their conditional RBMs ------------------------------------------------
-
-
-@torch.no_grad()
-def frame_biases(model: RNNRBM, sequences: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Every frame v_t [N, n_v] of the sequences, in order, with the biases bv_t [N, n_v]
-    and bh_t [N, n_h] of its RBM given the true history v_<t; on the model's device."""
-    device = model.W.device
-    vs, bvs, bhs = [], [], []
-    for start in range(0, len(sequences), _SEQUENCES_PER_BATCH):
-        v, mask = batching.pad(sequences[start:start + _SEQUENCES_PER_BATCH], device)
-        bv, bh = model.conditional_biases(v)
-        keep = mask.bool()
-        vs.append(v[keep])
-        bvs.append(bv[keep])
-        bhs.append(bh[keep])
-    return torch.cat(vs), torch.cat(bvs), torch.cat(bhs)
-
-
-# --- the two measures ------------------------------------------------------------------------
-
-
-def ais_measures(W: torch.Tensor, v: torch.Tensor, bv: torch.Tensor, bh: torch.Tensor, *,
-                 n_runs: int, n_temps: int, generator: torch.Generator,
-                 progress: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """From one set of AIS runs per frame: log P(v_t | v_<t) [N] (float64), the AIS
-    standard error of each log Z_t, each frame's expected accuracy [N] under its RBM
-    (weighted over the runs' samples) and the effective sample size of those weights."""
-    with tqdm(total=len(v), desc="AIS", unit="frame", disable=not progress,
-              dynamic_ncols=True, leave=False) as bar:
-        lock = threading.Lock()  # chunks finish on several threads
-
-        def advance(n: int) -> None:
-            with lock:
-                bar.update(n)
-
-        def accuracy(rows: slice, samples: torch.Tensor) -> torch.Tensor:
-            return frame_accuracy(samples, v[rows].repeat_interleave(n_runs, 0))[0]
-
-        est = ais(W, bv, bh, n_runs=n_runs, n_temps=n_temps, generator=generator,
-                  progress=advance, statistic=accuracy)
-    neg_f = -free_energy(W.double(), v.double(), bv.double(), bh.double())
-    return neg_f - est.log_z, est.se, est.mean, est.ess
-
-
-def frame_accuracy(samples: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per row of 0/1 frames: TP / (TP + FP + FN), with 0/0 (a silent frame sampled
-    silent: nothing to get wrong) counted as 1; and the TP and TP + FP + FN counts."""
-    tp = (samples * target).sum(-1)
-    union = samples.sum(-1) + target.sum(-1) - tp  # TP + FP + FN
-    acc = torch.where(union > 0, tp / union.clamp(min=1), torch.ones_like(tp))
-    return acc, tp, union
-
-
-@torch.no_grad()
-def chain_accuracies(model: RNNRBM, v: torch.Tensor, bv: torch.Tensor, bh: torch.Tensor, *, samples: int,
-                     gibbs: int, uniforms: Uniforms, progress: bool) -> torch.Tensor:
-    """Expected accuracy of each frame [N] over `samples` draws, each the end of a
-    `gibbs`-step chain from silence: how the exported step function samples."""
-    per_chunk = max(1, _ACC_CHAINS_PER_CHUNK // samples)
-    accs = []
-    for start in tqdm(range(0, len(v), per_chunk), desc="ACC chains", unit="chunk",
-                      disable=not progress, dynamic_ncols=True, leave=False):
-        rows = slice(start, start + per_chunk)
-        bvr = bv[rows].repeat_interleave(samples, 0)
-        bhr = bh[rows].repeat_interleave(samples, 0)
-        drawn = model.gibbs_chain(torch.zeros_like(bvr), bvr, bhr, gibbs, uniforms)
-        acc = frame_accuracy(drawn, v[rows].repeat_interleave(samples, 0))[0]
-        accs.append(acc.double().view(-1, samples).mean(1))
-    return torch.cat(accs)
-
-
-def _sem(x: torch.Tensor) -> float:
-    return float(x.std() / math.sqrt(len(x))) if len(x) > 1 else math.nan
-
-
-def _ais_generator(device: torch.device, seed: int) -> torch.Generator:
-    # Its own stream, apart from the ACC samples' Uniforms(device, [seed, 1]).
-    state = np.random.SeedSequence([seed, 0]).generate_state(1)[0]
-    return torch.Generator(device).manual_seed(int(state))
-
-
-def evaluate(model: RNNRBM, sequences: list[np.ndarray], *, n_runs: int = 100, n_temps: int = 500,
-             acc_samples: int = 20, acc_gibbs: int | None = None, seed: int = 0,
-             device: str | torch.device = "cpu", progress: bool = True) -> dict:
-    """LL (nats per frame) and ACC (%) of `model` on `sequences` ([T, n_v] 0/1 arrays).
-
-    Returns ll, ll_sem (SEM over frames), logz_sem_mean (mean AIS standard error of
-    log Z_t), acc and acc_sem (over the AIS runs' weighted samples), acc_ess_median and
-    acc_ess_min (effective samples per frame), acc_chain and acc_chain_sem (acc_samples
-    chains of acc_gibbs steps from silence per frame; acc_samples=0 skips them), frames,
-    sequences, n_runs, n_temps, acc_samples, acc_gibbs, seed, seconds.
-    Same seed and device, same result. The model itself is left as it was."""
-    start = time.perf_counter()
-    device = torch.device(device)
-    sequences = [s for s in sequences if len(s)]
-    if not sequences:
-        raise UserError("no frames to evaluate: the sequences are empty")
-    n_v = model.config.n_visible
-    odd = next((s for s in sequences if s.ndim != 2 or s.shape[1] != n_v), None)
-    if odd is not None:
-        raise UserError(f"the data has frames of shape {odd.shape[1:]}, the model takes {n_v} keys")
-    if n_runs < 1 or n_temps < 1 or acc_samples < 0:
-        raise UserError("runs and temperatures must each be at least 1, acc samples at least 0")
-    gibbs = model.config.gibbs_steps if acc_gibbs is None else acc_gibbs
-    if model.W.device.type != device.type or device.index not in (None, model.W.device.index):
-        model = copy.deepcopy(model).to(device)  # the caller's model stays where it is
-    device = model.W.device
-
-    with torch.no_grad():
-        v, bv, bh = frame_biases(model, sequences)
-        ll, logz_se, acc, ess = ais_measures(model.W.detach(), v, bv, bh, n_runs=n_runs, n_temps=n_temps,
-                                             generator=_ais_generator(device, seed), progress=progress)
-        chain = None
-        if acc_samples:
-            chain = chain_accuracies(model, v, bv, bh, samples=acc_samples, gibbs=gibbs,
-                                     uniforms=Uniforms(device, [seed, 1]), progress=progress)
-    return {
-        "ll": float(ll.mean()), "ll_sem": _sem(ll), "logz_sem_mean": float(logz_se.mean()),
-        "acc": 100 * float(acc.mean()), "acc_sem": 100 * _sem(acc),
-        "acc_ess_median": float(ess.median()), "acc_ess_min": float(ess.min()),
-        "acc_chain": None if chain is None else 100 * float(chain.mean()),
-        "acc_chain_sem": None if chain is None else 100 * _sem(chain),
-        "frames": len(v), "sequences": len(sequences),
-        "n_runs": n_runs, "n_temps": n_temps, "acc_samples": acc_samples, "acc_gibbs": gibbs,
-        "seed": seed, "seconds": time.perf_counter() - start,
-    }
-
 
 # --- the command line ---------------------------------------------------------------------
 
@@ -195,8 +51,8 @@ def load_sequences(data: str, split: str, card_config: dict) -> list[np.ndarray]
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="rnnrbm-eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", help="a .safetensors checkpoint or a training folder (its best)")
-    p.add_argument("--data", required=True, help=f"one of {', '.join(DATASETS)}, or a folder of MIDI files")
+    p.add_argument("checkpoint", nargs="?", help="a .safetensors checkpoint or a training folder (its best)")
+    p.add_argument("--data", help=f"one of {', '.join(DATASETS)}, or a folder of MIDI files")
     p.add_argument("--split", choices=("valid", "test"), default="valid",
                    help="valid to choose settings; test only for final numbers")
     p.add_argument("--max-seqs", type=int, default=0, help="evaluate the first N sequences only (0 = all)")
@@ -213,10 +69,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = every core this process may use)")
     p.add_argument("--json-only", action="store_true", help="print only the JSON line")
+    p.add_argument("--shard", metavar="I/N", type=_shard, default=None,
+                   help="evaluate only part I of N of the split's frames and write its per-frame results "
+                        "to --parts-dir; --combine then gives the split's numbers exactly as one run would")
+    p.add_argument("--parts-dir", default="eval-parts", metavar="DIR",
+                   help="where --shard writes part-I-of-N.safetensors (default %(default)s)")
+    p.add_argument("--combine", nargs="+", metavar="PART",
+                   help="print the split's numbers from the part files of every shard (no checkpoint or "
+                        "--data needed: the parts record them)")
     p.add_argument("--save-metrics", action="store_true",
                    help="record the result in the checkpoint's .json as its metrics (rnnrbm-export puts "
                         "them in the model card)")
     return p.parse_args(argv)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give I/N, e.g. 2/8") from None
+    if not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(f"{text!r}: give I/N with 1 <= I <= N, e.g. 2/8")
+    return i, n
 
 
 def _table(r: dict) -> str:
@@ -224,6 +98,8 @@ def _table(r: dict) -> str:
     ll_paper = f"   (paper's RNN-RBM: {paper[0]:.2f})" if paper else ""
     acc_paper = f"   (paper's RNN-RBM: {paper[1]:.2f})" if paper else ""
     subset = f" (first {r['sequences']} sequences only)" if r["max_seqs"] else ""
+    if r.get("shard") and r["shard"] != [1, 1]:
+        subset += f" (shard {r['shard'][0]}/{r['shard'][1]}: frames {r['first_frame']:,}-{r['end_frame'] - 1:,})"
     rows = [
         ("checkpoint", r["checkpoint"]),
         ("dataset", f"{r['data']}, {r['split']} split{subset}"),
@@ -272,23 +148,61 @@ def at_temperature(model: RNNRBM, temperature: float, saving_metrics: bool) -> R
 
 
 def run(args: argparse.Namespace) -> dict:
+    if args.combine:
+        return _run_combine(args)
+    if not args.checkpoint or not args.data:
+        raise UserError("give a checkpoint and --data (or --combine with the part files of a sharded run)")
     device = pick_device(args.device)
     torch.set_num_threads(args.threads or available_cores())
     if args.max_seqs < 0:
         raise UserError(f"--max-seqs {args.max_seqs}: give 0 (all) or a positive number")
+    if args.shard and args.save_metrics:
+        raise UserError("--save-metrics with --shard: a shard is part of the split; save the metrics when "
+                        "you --combine the parts")
     path = resolve(args.checkpoint)
     model, card = load_checkpoint(path, device=str(device))
     model = at_temperature(model, args.sampling_temperature, args.save_metrics)
     sequences = load_sequences(args.data, args.split, card.get("config", {}))
     if args.max_seqs:
         sequences = sequences[:args.max_seqs]
-    result = evaluate(model, sequences, n_runs=args.runs, n_temps=args.temperatures,
-                      acc_samples=args.acc_samples, acc_gibbs=args.acc_gibbs, seed=args.seed,
-                      device=device, progress=not args.json_only)
+    start = time.perf_counter()
+    frames = frame_results(model, sequences, n_runs=args.runs, n_temps=args.temperatures,
+                           acc_samples=args.acc_samples, acc_gibbs=args.acc_gibbs, seed=args.seed,
+                           device=device, progress=not args.json_only, shard=args.shard or (1, 1))
     data = args.data if args.data in DATASETS else str(Path(args.data))
-    return {"checkpoint": str(path), "data": data, "split": args.split, "max_seqs": args.max_seqs,
-            "sampling_temperature": args.sampling_temperature, **result, "device": str(device),
-            "paper_rnn_rbm": PAPER_RNN_RBM.get(data)}
+    run_facts = {"checkpoint": str(path), "checkpoint_sha256": _sha256(path), "data": data,
+                 "split": args.split, "max_seqs": args.max_seqs,
+                 "sampling_temperature": args.sampling_temperature, "device": str(device),
+                 "seconds": time.perf_counter() - start}
+    if args.shard:
+        out = part_path(args.parts_dir, args.shard)
+        save_part(out, frames, run_facts)
+        run_facts["part"] = str(out)
+    return _result(frames, run_facts)
+
+
+def _run_combine(args: argparse.Namespace) -> dict:
+    frames, facts = combine(args.combine)
+    if args.save_metrics and facts.get("sampling_temperature", 1) != 1:
+        raise UserError("--save-metrics: these parts measured the model at a sampling temperature; fold it "
+                        "into a checkpoint with rnnrbm-temper, then save that one's metrics")
+    return _result(frames, facts)
+
+
+def _result(frames, facts: dict) -> dict:
+    keep = ("checkpoint", "data", "split", "max_seqs", "sampling_temperature")
+    return {**{k: facts[k] for k in keep}, **summarize(frames), "seconds": facts["seconds"],
+            "device": facts["device"], "shard": frames.meta["shard"],
+            "first_frame": frames.meta["first_frame"], "end_frame": frames.meta["end_frame"],
+            "paper_rnn_rbm": PAPER_RNN_RBM.get(facts["data"])}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -303,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if not args.json_only:
         print(_table(result))
+        if result.get("part"):
+            print(f"wrote {result['part']}: combine every shard's part with rnnrbm-eval --combine")
     paper = result.pop("paper_rnn_rbm")
     result["paper_rnn_rbm"] = {"ll": paper[0], "acc": paper[1]} if paper else None
     line = {k: _json_safe(v) for k, v in result.items()}

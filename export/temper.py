@@ -28,7 +28,8 @@ from tqdm import tqdm
 from rnnrbm_live.errors import UserError
 
 from .checkpoint import load_checkpoint, pick_device, resolve, save_checkpoint
-from .evaluate import available_cores, evaluate, load_sequences
+from .evaluate import available_cores, load_sequences
+from .measures import evaluate
 from .model import RNNRBM
 
 

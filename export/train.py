@@ -203,7 +203,7 @@ class Trainer:
         return {"xent": total / max(n, 1), "frames": n}
 
     def check_valid(self) -> dict:
-        from .evaluate import evaluate  # AIS lives there; imported late, it is heavy
+        from .measures import evaluate  # AIS lives there; imported late, it is heavy
 
         r = evaluate(self.model, self.valid_set, n_runs=self.s.valid_runs, n_temps=self.s.valid_temps,
                      acc_samples=0, seed=self.s.seed, device=str(self.device), progress=False)

@@ -41,3 +41,17 @@ class Uniforms:
             self.rng.bit_generator.state = json.loads(bytes(state.cpu().numpy()).decode())
         else:
             self.generator.set_state(state.cpu())
+
+
+class BlockUniforms:
+    """Noise for a batch whose rows come in blocks, each block drawn from its own stream:
+    blocks[i] = (rows, Uniforms). What a block gets does not depend on which other blocks
+    share the batch, so work split into any groups of blocks draws the same numbers."""
+
+    def __init__(self, blocks: list[tuple[slice, Uniforms]]):
+        self.blocks = blocks
+
+    def fill(self, buf: torch.Tensor) -> torch.Tensor:
+        for rows, uniforms in self.blocks:
+            uniforms.fill(buf[rows])
+        return buf

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rnnrbm_export.ais import ais, log_partition_ais  # noqa: E402
 from rnnrbm_export.checkpoint import load_checkpoint  # noqa: E402
-from rnnrbm_export.evaluate import frame_accuracy, frame_biases  # noqa: E402
+from rnnrbm_export.measures import frame_accuracy, frame_biases  # noqa: E402
 from rnnrbm_export.model import RNNRBM, RNNRBMConfig  # noqa: E402
 from rnnrbm_export.uniforms import Uniforms  # noqa: E402
 from rnnrbm_live.midi.datasets import load_split  # noqa: E402

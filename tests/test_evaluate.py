@@ -15,7 +15,8 @@ import torch
 
 from rnnrbm_export.ais import free_energy, log_partition_exact
 from rnnrbm_export.checkpoint import load_checkpoint, save_checkpoint
-from rnnrbm_export.evaluate import evaluate, frame_accuracy, frame_biases, main
+from rnnrbm_export.evaluate import main
+from rnnrbm_export.measures import evaluate, frame_accuracy, frame_biases
 from rnnrbm_export.model import RNNRBM, RNNRBMConfig
 from rnnrbm_export.uniforms import Uniforms
 from rnnrbm_live.midi.datasets import load_split
