@@ -1,8 +1,12 @@
 """MIDI file -> binary piano roll (see read_midi for the semantics).
 
-Semantics: a pitch sounds while at least one of its notes sounds, counted per (track,
-channel, pitch); onsets and offsets round to the nearest frame boundary, ties upward; a
-note never vanishes (it keeps at least one frame). Format 2 files are refused: their
+Semantics: per (track, channel, pitch) a note sounds from its note-on to the next
+note-off, which ends every note of that pitch begun earlier, as a synthesizer plays it;
+the events of one tick count as a whole whatever their order, so a note-on and a
+note-off at one tick with no note open are a zero-length note (a grace note as notation
+programs write it), which does not sound (scanner.py). Onsets and offsets round to the
+nearest frame boundary, ties upward; a note of any length never vanishes (it keeps at
+least one frame). Format 2 files are refused: their
 tracks are independent sequences with no common timeline. The bytes are read by
 scanner.py; the writer (writer.py) uses mido, so the tests' write->read round trips check
 two independent codecs against each other (and pretty_midi checks the reader).
@@ -19,7 +23,7 @@ from rnnrbm_live.midi.roll import (DEFAULT_BPM, DRUM_CHANNEL, HIGHEST_PITCH, LOW
                                    MidiRoll, fill_roll)
 from rnnrbm_live.midi.scanner import parse_layout, read_bytes, scan_file
 
-READER_VERSION = 1  # bump when a file reads into a different roll: datasets keys its cache on it
+READER_VERSION = 2  # bump when a file reads into a different roll: datasets keys its cache on it
 _DEFAULT_TEMPO_US = 500_000
 # Without max_frames a corrupt delta time could ask for a multi-gigabyte roll.
 _HARD_MAX_FRAMES = 1_000_000
@@ -90,12 +94,11 @@ def _keep_notes(name: str, notes: np.ndarray, include_drums: bool) -> np.ndarray
     not_drums = notes[:, 2] != DRUM_CHANNEL
     keep = in_range if include_drums else in_range & not_drums
     if not keep.any():
-        drums_only = not include_drums and (in_range & ~not_drums).any()
-        hint = "pass include_drums to keep channel-10 drum notes" if drums_only \
-            else "give a file with piano notes"
-        what = "outside drums on channel 10 " if drums_only else ""
-        raise UserError(f"{name}: no notes {what}in the piano range a0..c8 "
-                        f"(midi 21..108); {hint}")
+        if not include_drums and (in_range & ~not_drums).any():
+            raise UserError(f"{name}: no notes but drum notes (channel 10), which are not "
+                            "read; give a file with a melodic part")
+        raise UserError(f"{name}: no notes in the piano range a0..c8 (midi 21..108); "
+                        "give a file with piano notes")
     return notes[keep]
 
 
