@@ -45,18 +45,18 @@ def read_midi(path: str | os.PathLike, *, frames_per_beat: int | None = 2,
     last note is not kept. Raises UserError for any bad file or argument.
     """
     name = str(path)
-    if dt is not None:
-        if frames_per_beat not in (None, 2):
-            raise UserError(f"{name}: give either frames_per_beat or dt, not both")
-        frames_per_beat = None
-        if not isinstance(dt, (int, float, np.number)) or not 0 < dt < float("inf"):
-            raise UserError(f"{name}: dt must be a positive number of seconds, got {dt}")
-    elif not isinstance(frames_per_beat, (int, np.integer)) or frames_per_beat < 1:
-        shown = str(frames_per_beat).lower()
-        raise UserError(f"{name}: frames_per_beat must be a positive integer, got "
-                        f"{shown}; or give dt for a seconds grid")
+    _check_grid(name, frames_per_beat, dt)
+    return roll_from_bytes(name, read_bytes(name, path), frames_per_beat=frames_per_beat,
+                           dt=dt, include_drums=include_drums, max_frames=max_frames)
 
-    data = read_bytes(name, path)
+
+def roll_from_bytes(name: str, data: bytes, *, frames_per_beat: int | None = 2,
+                    dt: float | None = None, include_drums: bool = False,
+                    max_frames: int | None = None) -> MidiRoll:
+    """read_midi on a file's bytes already read; name is the file named in errors."""
+    _check_grid(name, frames_per_beat, dt)
+    if dt is not None:
+        frames_per_beat = None
     ticks_per_beat, track_spans = parse_layout(name, data)
     scan = scan_file(name, data, track_spans)
     notes = _keep_notes(name, scan.notes, include_drums)
@@ -87,7 +87,21 @@ def read_midi(path: str | os.PathLike, *, frames_per_beat: int | None = 2,
         channel=_busiest_channel(notes[:, 2]),
         ticks_per_beat=ticks_per_beat,
         source=name,
+        last_tick=int(scan.notes[:, 1].max()),
     )
+
+
+def _check_grid(name: str, frames_per_beat, dt) -> None:
+    if dt is not None:
+        if frames_per_beat not in (None, 2):
+            raise UserError(f"{name}: give either frames_per_beat or dt, not both")
+        if not isinstance(dt, (int, float, np.number)) or not 0 < dt < float("inf"):
+            raise UserError(f"{name}: dt must be a positive number of seconds, got {dt}")
+    elif not isinstance(frames_per_beat, (int, np.integer)) or frames_per_beat < 1:
+        shown = str(frames_per_beat).lower()
+        raise UserError(f"{name}: frames_per_beat must be a positive integer, got "
+                        f"{shown}; or give dt for a seconds grid")
+
 
 def _keep_notes(name: str, notes: np.ndarray, include_drums: bool) -> np.ndarray:
     in_range = (notes[:, 3] >= LOWEST_PITCH) & (notes[:, 3] <= HIGHEST_PITCH)
