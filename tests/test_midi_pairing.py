@@ -127,8 +127,8 @@ def sounding(path: Path, pitch: int, fpb: int) -> list[int]:
 # One tick's events for one key: at most one note-on, up to two note-offs (a note-off
 # or a note-on of velocity 0), in any order; keys differ in channel and pitch.
 KEYS = [(0, 60), (0, 61), (1, 60)]
-tick_events = st.tuples(st.integers(0, 1), st.integers(0, 2), st.randoms(use_true_random=False),
-                        st.booleans())
+tick_events = st.tuples(st.integers(0, 1), st.integers(0, 2),
+                        st.randoms(use_true_random=False), st.booleans())
 tracks_strategy = st.lists(st.lists(st.dictionaries(st.sampled_from(KEYS), tick_events,
                                                     max_size=3),
                                     min_size=1, max_size=10), min_size=1, max_size=2)
@@ -149,8 +149,10 @@ def events_of(track_ticks) -> list[tuple[int, object]]:
     return events
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
+SLOW_OK = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=SLOW_OK)
 @given(tracks=tracks_strategy)
 def test_every_event_order_matches_pretty_midi(tmp_path, tracks):
     """One frame per tick, so no rounding hides a difference."""
@@ -161,8 +163,7 @@ def test_every_event_order_matches_pretty_midi(tmp_path, tracks):
     np.testing.assert_array_equal(*same_length(ours, ref))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=SLOW_OK)
 @given(tracks=tracks_strategy, seed=st.integers(0, 2**32 - 1))
 def test_order_inside_a_tick_does_not_matter(tmp_path, tracks, seed):
     events = [events_of(t) for t in tracks]

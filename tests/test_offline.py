@@ -24,8 +24,9 @@ from rnnrbm_live.midi import keys
 from rnnrbm_live.cli import offline as offline_cli
 from rnnrbm_live.offline import continuation as offline, output, render
 from rnnrbm_live.errors import UserError
-from rnnrbm_live.offline.continuation import (bar_frames, bar_line, continue_midi, generate,
-                                 parse_time_signature)
+from rnnrbm_live.offline.continuation import (bar_frames, continue_midi, generate,
+                                              parse_time_signature)
+from rnnrbm_live.offline.primer import frame_of
 from rnnrbm_live.midi.reader import read_midi
 from rnnrbm_live.midi.roll import LOWEST_PITCH
 from rnnrbm_live.model.session import StepSession
@@ -197,8 +198,8 @@ def test_bar_length_comes_from_the_time_signature_and_the_models_grid():
     assert bar_frames((6, 8), 2) == 6
     assert bar_frames((2, 2), 1) == 4
     assert bar_frames((7, 8), 1) == Fraction(7, 2)
-    # Bar lines off the grid round up to the next frame.
-    assert [bar_line(b, Fraction(7, 2)) for b in range(5)] == [0, 4, 7, 11, 14]
+    # Bar lines off the grid round up to the next frame (7/8, 96 ticks a quarter).
+    assert [frame_of(b * 336, 96, 1) for b in range(5)] == [0, 4, 7, 11, 14]
     assert parse_time_signature("6/8") == (6, 8) == parse_time_signature((6, 8))
     for bad in ("4", "4/3", "0/4", "x/4", "3/4/4"):
         with pytest.raises(UserError, match="numerator/denominator"):

@@ -34,9 +34,7 @@ def write_midi(path: str | os.PathLike, roll: np.ndarray, *, frames_per_beat: in
     meta = _meta_messages(name, time_signature, key_signature)
 
     def frame_tick(frames: np.ndarray) -> np.ndarray:
-        # Nearest tick; read_midi's rounding maps it back to the same frame.
-        return (2 * np.asarray(frames, dtype=np.int64) * ticks_per_beat
-                + frames_per_beat) // (2 * frames_per_beat)
+        return tick_of(frames, ticks_per_beat, frames_per_beat)
 
     edges = np.diff(roll.astype(np.int8), axis=0, prepend=0, append=0)
     on_f, on_u = np.nonzero(edges == 1)
@@ -66,6 +64,13 @@ def write_midi(path: str | os.PathLike, roll: np.ndarray, *, frames_per_beat: in
     midi = mido.MidiFile(type=0, ticks_per_beat=ticks_per_beat)
     midi.tracks.append(track)
     save_midi(path, midi)
+
+
+def tick_of(frames, ticks_per_beat: int, frames_per_beat: int) -> np.ndarray:
+    """The nearest tick of each frame boundary; read_midi's rounding maps it back to the
+    same frame."""
+    return (2 * np.asarray(frames, dtype=np.int64) * ticks_per_beat
+            + frames_per_beat) // (2 * frames_per_beat)
 
 
 def note_track(roll: np.ndarray, boundaries: np.ndarray, *, name: str, channel: int,

@@ -110,11 +110,6 @@ def bar_frames(time_signature: tuple[int, int], frames_per_beat: int) -> Fractio
     return Fraction(num * 4 * frames_per_beat, den)
 
 
-def bar_line(bar: int, frames_per_bar: Fraction) -> int:
-    """The frame where bar number `bar` (from 0) starts: a bar line off the grid rounds up."""
-    return math.ceil(bar * frames_per_bar)
-
-
 def parse_time_signature(value: str | tuple[int, int]) -> tuple[int, int]:
     """'3/4' or (3, 4) -> (3, 4); raises UserError for anything else."""
     text = value if isinstance(value, str) else "/".join(str(v) for v in value)

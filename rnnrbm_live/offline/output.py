@@ -25,8 +25,7 @@ import mido
 import numpy as np
 
 from rnnrbm_live.errors import UserError
-from rnnrbm_live.midi.writer import note_track, save_midi
-from rnnrbm_live.offline.primer import tick_of
+from rnnrbm_live.midi.writer import note_track, save_midi, tick_of
 
 COMPANIONS = (".mid", ".png", ".wav")  # the files of one variation
 

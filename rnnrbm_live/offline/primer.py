@@ -73,12 +73,6 @@ def frame_of(tick: Fraction | int, ticks_per_beat: int, frames_per_beat: int) ->
     return math.ceil(Fraction(tick) * frames_per_beat / ticks_per_beat)
 
 
-def tick_of(frames: np.ndarray, ticks_per_beat: int, frames_per_beat: int) -> np.ndarray:
-    """The nearest tick of each frame boundary (read_midi maps it back to the frame)."""
-    return (2 * np.asarray(frames, dtype=np.int64) * ticks_per_beat
-            + frames_per_beat) // (2 * frames_per_beat)
-
-
 def bar_lines(signatures: list[tuple[int, int, int]], ticks_per_beat: int,
               until: int) -> list[Fraction]:
     """Bar lines in ticks from 0 to the first at or after `until` (at least one bar).
