@@ -24,8 +24,9 @@ from rnnrbm_live.midi import keys
 from rnnrbm_live.cli import offline as offline_cli
 from rnnrbm_live.offline import continuation as offline, output, render
 from rnnrbm_live.errors import UserError
-from rnnrbm_live.offline.continuation import (bar_frames, bar_line, continue_midi, generate,
-                                 parse_time_signature)
+from rnnrbm_live.offline.continuation import (bar_frames, continue_midi, generate,
+                                              parse_time_signature)
+from rnnrbm_live.offline.primer import frame_of
 from rnnrbm_live.midi.reader import read_midi
 from rnnrbm_live.midi.roll import LOWEST_PITCH
 from rnnrbm_live.model.session import StepSession
@@ -138,21 +139,27 @@ def test_primers_are_in_the_keys_they_claim(e_major, b_flat_minor):
 
 
 def file_facts(path: Path) -> dict:
-    """What mido sees in a written file: length in ticks, tempos, meta and channels."""
+    """What mido sees in a written file: length in ticks, tempos, meta (first of each,
+    any track), the last track's name and the channels and program of its notes."""
     midi = mido.MidiFile(path)
-    now, tempos, channels, meta = 0, [], set(), {}
-    for msg in midi.tracks[0]:
-        now += msg.time
-        if msg.type == "set_tempo":
-            tempos.append((now, msg.tempo))  # microseconds per beat: exact
-        elif msg.type in ("time_signature", "key_signature"):
-            meta.setdefault(msg.type, msg)
-        elif msg.type in ("note_on", "note_off"):
-            channels.add(msg.channel)
+    tempos, channels, meta, ends = [], set(), {}, []
+    for track in midi.tracks:
+        now = 0
+        for msg in track:
+            now += msg.time
+            if msg.type == "set_tempo":
+                tempos.append((now, msg.tempo))  # microseconds per beat: exact
+            elif msg.type in ("time_signature", "key_signature"):
+                meta.setdefault(msg.type, msg)
+        ends.append(now)
+    last = midi.tracks[-1]
+    channels = {m.channel for m in last if m.type in ("note_on", "note_off")}
+    programs = [m.program for m in last if m.type == "program_change"]
     ts = meta.get("time_signature")
     key = meta.get("key_signature")
     return dict(type=midi.type, tracks=len(midi.tracks), tpb=midi.ticks_per_beat,
-                ticks=now, last=midi.tracks[0][-1].type, tempos=tempos, channels=channels,
+                ticks=max(ends), last=last[-1].type, tempos=sorted(tempos),
+                channels=channels, name=last.name, programs=programs,
                 time_signature=(ts.numerator, ts.denominator) if ts else None,
                 key=key.key if key else None)
 
@@ -191,8 +198,8 @@ def test_bar_length_comes_from_the_time_signature_and_the_models_grid():
     assert bar_frames((6, 8), 2) == 6
     assert bar_frames((2, 2), 1) == 4
     assert bar_frames((7, 8), 1) == Fraction(7, 2)
-    # Bar lines off the grid round up to the next frame.
-    assert [bar_line(b, Fraction(7, 2)) for b in range(5)] == [0, 4, 7, 11, 14]
+    # Bar lines off the grid round up to the next frame (7/8, 96 ticks a quarter).
+    assert [frame_of(b * 336, 96, 1) for b in range(5)] == [0, 4, 7, 11, 14]
     assert parse_time_signature("6/8") == (6, 8) == parse_time_signature((6, 8))
     for bad in ("4", "4/3", "0/4", "x/4", "3/4/4"):
         with pytest.raises(UserError, match="numerator/denominator"):
@@ -216,7 +223,8 @@ def test_continue_writes_primer_then_exactly_the_asked_bars(random_model, e_majo
     assert sorted(os.listdir(out)) == [p.name for p in result.paths]
     for i, path in enumerate(result.paths):
         facts = file_facts(path)
-        assert facts["tpb"] == TPB and facts["tracks"] == 1
+        assert facts["tpb"] == TPB and facts["tracks"] == 2 and facts["type"] == 1
+        assert facts["name"] == f"continuation {i + 1} (random, seed 5)"
         assert facts["ticks"] == 40 * TPB // 2 and facts["last"] == "end_of_track"
         assert facts["tempos"] == [(0, us(100)), (4 * TPB, us(90))]
         assert facts["time_signature"] == (4, 4) and facts["key"] == "E"
@@ -237,7 +245,7 @@ def test_only_continuation_is_exactly_the_bars_at_the_primers_last_tempo(
     assert np.array_equal(full.rolls, only.rolls)  # the seed, not the output mode, decides
     for i, path in enumerate(only.paths):
         facts = file_facts(path)
-        assert facts["ticks"] == 16 * TPB // 2
+        assert facts["ticks"] == 16 * TPB // 2 and facts["tracks"] == 2
         assert facts["tempos"] == [(0, us(90))]
         assert facts["time_signature"] == (4, 4) and facts["key"] == "E"
         assert np.array_equal(read_midi(path).roll, trim(only.rolls[i]))
@@ -302,13 +310,13 @@ def test_the_model_hears_the_primer_in_c_and_its_answer_is_moved_back(
     monkeypatch.setattr(offline, "StepSession", RecordingSession)
     result = continue_midi(b_flat_minor, bars=2, variations=2, seed=4, model=random_model,
                            device="cpu")
-    session, = RecordingSession.instances
+    session, = RecordingSession.instances  # one stream, rewound for each variation
     assert result.key == "Bb minor" and result.shift == keys.shift_to_c(result.primer) == 2
     heard = np.stack(session.heard)
     assert heard.shape == (result.primer_frames, 88)
     assert np.array_equal(heard, keys.transpose(result.primer, 2))
     assert keys.estimate_key(heard)[:2] == (0, "minor")
-    played = np.stack(session.played, axis=1)  # [B, T, 88]
+    played = np.concatenate(session.played).reshape(result.rolls.shape)  # [V, T, 88]
     assert played.shape == result.rolls.shape
     assert np.array_equal(result.rolls, keys.transpose(played, -2))
 
@@ -329,14 +337,15 @@ def test_the_continuation_stays_in_the_primers_key(triad_model, primer, tonic, m
 
 def test_bar_lines_off_the_grid_round_up(triad_model, tmp_path):
     # 7/8 on a quarter-note grid: 3.5 frames a bar. 4.5 beats of primer = 1.3 bars, so
-    # the primer takes 2 bars = frames 0..6 (bar line 7); 3 more bars end at ceil(17.5).
+    # the primer takes 2 bars = frames 0..6 (bar line 7); 3 more bars end at 17.5 beats,
+    # where the file ends; its frames run to ceil(17.5).
     primer = write_primer(tmp_path / "seven.mid", [(60, 0, 4.5)], time_signature=(7, 8))
     result = continue_midi(primer, bars=3, variations=1, seed=0, model=triad_model,
                            device="cpu", out_dir=tmp_path / "out")
     assert result.bar_frames == Fraction(7, 2)
     assert (result.primer_frames, result.rolls.shape[1]) == (7, 11)
     facts = file_facts(result.paths[0])
-    assert facts["ticks"] == 18 * TPB and facts["time_signature"] == (7, 8)
+    assert facts["ticks"] == 35 * TPB // 2 and facts["time_signature"] == (7, 8)
 
 
 def test_out_dir_none_writes_nothing(random_model, e_major, tmp_path, monkeypatch):
@@ -435,7 +444,7 @@ def test_a_failure_while_writing_leaves_the_output_folder_untouched(
     out.mkdir()
     (out / "e-major-cont-1.mid").write_bytes(b"an older take")
     before, around = listing(out), sorted(os.listdir(tmp_path))
-    real_write, calls = output.write_midi, []
+    real_write, calls = output.save_midi, []
 
     def failing_write(path, *args, **kwargs):
         calls.append(path)
@@ -443,9 +452,9 @@ def test_a_failure_while_writing_leaves_the_output_folder_untouched(
             raise UserError(f"{path}: cannot write the file (disk full); free some space")
         real_write(path, *args, **kwargs)
 
-    monkeypatch.setattr(output, "write_midi", failing_write)
+    monkeypatch.setattr(output, "save_midi", failing_write)
     rc = run_cli(["continue", e_major, "--model", random_model, "--device", "cpu",
-                  "--variations", "3", "--seed", "1", "-o", out])
+                  "--variations", "3", "--seed", "1", "-o", out, "--overwrite"])
     assert rc == 2 and "disk full" in capsys.readouterr().err
     assert listing(out) == before and sorted(os.listdir(tmp_path)) == around
 
@@ -562,4 +571,263 @@ def test_progress_bar_counts_every_frame(random_model, e_major, monkeypatch):
     continue_midi(e_major, bars=2, variations=2, seed=0, model=random_model, device="cpu",
                   progress=True)
     bar, = bars
-    assert bar.total == bar.n == 24 + 16 and bar.unit == "frame"
+    assert bar.total == bar.n == 24 + 2 * 16 and bar.unit == "frame"
+
+
+# ----------------------------------------------------------------- the clip is the user's
+
+
+def events_of(track) -> list:
+    """A track's messages as (absolute tick, message) pairs, for comparing tracks."""
+    out, now = [], 0
+    for msg in track:
+        now += msg.time
+        out.append((now, msg.copy(time=0)))
+    return out
+
+
+def rich_primer(path: Path, fmt: int = 1) -> Path:
+    """A clip a DAW might export: two parts on two channels with their own programs,
+    velocities, a controller, pitch bend, sysex, text, a triplet and a repeated note."""
+    conductor = [(0, mido.MetaMessage("track_name", name="my song")),
+                 (0, mido.MetaMessage("time_signature", numerator=3, denominator=4)),
+                 (0, mido.MetaMessage("set_tempo", tempo=us(84))),
+                 (0, mido.Message("sysex", data=[0x7E, 0x7F, 0x09, 0x01])),
+                 (2 * TPB, mido.MetaMessage("marker", text="verse")),
+                 (3 * TPB, mido.MetaMessage("set_tempo", tempo=us(92)))]
+    lead = [(0, mido.MetaMessage("track_name", name="lead")),
+            (0, mido.Message("program_change", channel=2, program=73)),
+            (0, mido.Message("control_change", channel=2, control=7, value=100))]
+    third = TPB // 3  # a triplet: off the eighth-note grid
+    for k, (pitch, vel) in enumerate([(72, 64), (74, 71), (76, 99)]):
+        lead += [(k * third, mido.Message("note_on", channel=2, note=pitch, velocity=vel)),
+                 ((k + 1) * third, mido.Message("note_off", channel=2, note=pitch))]
+    lead += [(TPB, mido.Message("note_on", channel=2, note=77, velocity=50)),
+             (2 * TPB, mido.Message("note_off", channel=2, note=77)),
+             (2 * TPB, mido.Message("note_on", channel=2, note=77, velocity=55)),  # again
+             (2 * TPB + 10, mido.Message("pitchwheel", channel=2, pitch=300)),
+             (5 * TPB, mido.Message("note_off", channel=2, note=77, velocity=40))]
+    bass = [(0, mido.MetaMessage("track_name", name="bass")),
+            (0, mido.Message("program_change", channel=5, program=33)),
+            (0, mido.Message("note_on", channel=5, note=48, velocity=110)),
+            (3 * TPB, mido.Message("note_on", channel=5, note=48, velocity=0))]
+    tracks = [conductor, lead, bass]
+    if fmt == 0:
+        tracks = [sorted(conductor + lead + bass, key=lambda e: e[0])]
+    midi = mido.MidiFile(type=fmt, ticks_per_beat=TPB)
+    for events in tracks:
+        track, now = mido.MidiTrack(), 0
+        for tick, msg in sorted(events, key=lambda e: e[0]):
+            track.append(msg.copy(time=tick - now))
+            now = tick
+        midi.tracks.append(track)
+    midi.save(path)
+    return path
+
+
+@pytest.mark.parametrize("fmt", [1, 0])
+def test_every_event_of_the_primer_is_kept(random_model, tmp_path, fmt):
+    primer = rich_primer(tmp_path / f"clip{fmt}.mid", fmt)
+    result = continue_midi(primer, bars=2, variations=2, seed=3, model=random_model,
+                           device="cpu", out_dir=tmp_path / "out")
+    original = mido.MidiFile(primer)
+    for i, path in enumerate(result.paths):
+        written = mido.MidiFile(path)
+        assert written.type == 1 and written.ticks_per_beat == TPB
+        assert len(written.tracks) == len(original.tracks) + 1
+        for mine, kept in zip(original.tracks, written.tracks):
+            assert events_of(kept) == events_of(mine)
+        # The continuation: its own named track on the busiest channel (2, the lead),
+        # with the lead's program and median velocity, from the primer's last bar line
+        # (5 beats of 3/4 end in bar 2: tick 6 * TPB) to 2 bars later.
+        track = written.tracks[-1]
+        assert track.name == f"continuation {i + 1} (random, seed 3)"
+        timed = events_of(track)
+        notes = [(t, m) for t, m in timed if m.type in ("note_on", "note_off")]
+        assert notes and all(t >= 6 * TPB for t, _ in notes)
+        assert {m.channel for _, m in notes} == {2}
+        assert {m.velocity for _, m in notes if m.type == "note_on"} == {64}
+        assert [(t, m.program) for t, m in timed if m.type == "program_change"] == \
+            [(6 * TPB, 73)]
+        assert timed[-1] == (12 * TPB, mido.MetaMessage("end_of_track"))
+        np.testing.assert_array_equal(read_midi(path).roll[12:], trim(result.rolls[i]))
+
+
+def test_a_primer_ending_on_a_bar_line_gets_no_extra_bar(triad_model, tmp_path):
+    # 2 bars of 4/4 whose last note is an eighth ending on the bar line (beat 8): on a
+    # quarter-note grid its onset rounds up onto frame 8, and a note keeps one frame, so
+    # the roll is 9 frames long. The primer is still 2 bars; the continuation starts on
+    # the bar line, not a bar late.
+    notes = [(60 + k, k, 1) for k in range(7)] + [(72, 7, 0.5), (67, 7.5, 0.5)]
+    primer = write_primer(tmp_path / "bar-line.mid", notes)
+    assert len(read_midi(primer, frames_per_beat=1).roll) == 9
+    result = continue_midi(primer, bars=1, variations=1, seed=0, model=triad_model,
+                           device="cpu", out_dir=tmp_path / "out")
+    assert (result.primer_bars, result.primer_frames) == (2, 8)
+    assert file_facts(result.paths[0])["ticks"] == 12 * TPB
+    first = min(t for t, m in events_of(mido.MidiFile(result.paths[0]).tracks[-1])
+                if m.type == "note_on")
+    assert first == 8 * TPB
+
+
+def test_bars_follow_the_primers_time_signature_changes(triad_model, tmp_path):
+    # 4/4 for one bar, then 3/4: bar lines at beats 0, 4, 7, 10. A last note ending at
+    # beat 8 ends the primer at beat 10 (3 bars); 2 bars of 3/4 follow, to beat 16.
+    track = mido.MidiTrack([
+        mido.MetaMessage("time_signature", numerator=4, denominator=4),
+        mido.Message("note_on", note=60, velocity=90),
+        mido.MetaMessage("time_signature", numerator=3, denominator=4, time=4 * TPB),
+        mido.Message("note_off", note=60, time=4 * TPB)])
+    midi = mido.MidiFile(type=0, ticks_per_beat=TPB)
+    midi.tracks.append(track)
+    midi.save(tmp_path / "changes.mid")
+    result = continue_midi(tmp_path / "changes.mid", bars=2, variations=1, seed=0,
+                           model=triad_model, device="cpu", out_dir=tmp_path / "out")
+    assert result.time_signature == (3, 4) and result.primer_bars == 3
+    assert [int(t) // TPB for t in result.bar_ticks] == [0, 4, 7, 10, 13, 16]
+    assert (result.primer_frames, result.rolls.shape[1]) == (10, 6)
+    assert file_facts(result.paths[0])["ticks"] == 16 * TPB
+
+
+def test_variation_i_does_not_depend_on_how_many_are_asked_for(random_model, e_major):
+    def rolls(variations):
+        return continue_midi(e_major, bars=2, variations=variations, seed=11,
+                             model=random_model, device="cpu").rolls
+    one, three, two = rolls(1), rolls(3), rolls(2)
+    np.testing.assert_array_equal(one[0], three[0])
+    np.testing.assert_array_equal(two, three[:2])
+    assert not np.array_equal(three[1], three[2])
+
+
+def test_an_existing_file_is_never_overwritten_silently(random_model, e_major, tmp_path,
+                                                        capsys):
+    out = tmp_path / "out"
+    args = ["continue", e_major, "--model", random_model, "--device", "cpu", "--bars",
+            "1", "--variations", "2", "--seed", "1", "-o", out]
+    assert run_cli(args) == 0
+    before = listing(out)
+    capsys.readouterr()
+    assert run_cli(args[:-4] + ["--seed", "2", "-o", out]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert f"{out / 'e-major-cont-1.mid'}: already exists" in err and "--overwrite" in err
+    assert listing(out) == before
+    assert run_cli(args[:-4] + ["--seed", "2", "-o", out, "--overwrite"]) == 0
+    assert listing(out) != before and sorted(listing(out)) == sorted(before)
+
+
+def test_no_stale_png_or_wav_stays_beside_a_new_midi_file(random_model, e_major, tmp_path,
+                                                          capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "e-major-cont-1.png").write_bytes(b"an earlier plot")
+    (out / "e-major-cont-2.wav").write_bytes(b"an earlier render")
+    (out / "other.png").write_bytes(b"not ours")
+    args = ["continue", e_major, "--model", random_model, "--device", "cpu", "--bars",
+            "1", "--variations", "2", "-o", out]
+    assert run_cli(args) == 2  # even a lone .png of that name is not silently left
+    assert "e-major-cont-1.png: already exists" in capsys.readouterr().err
+    assert run_cli(args + ["--overwrite"]) == 0
+    assert sorted(os.listdir(out)) == ["e-major-cont-1.mid", "e-major-cont-2.mid",
+                                       "other.png"]
+
+
+def test_out_dir_that_is_a_file_says_so(random_model, e_major, tmp_path, capsys):
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    for out in (taken, taken / "sub"):
+        assert run_cli(["continue", e_major, "--model", random_model, "-o", out]) == 2
+        err = capsys.readouterr().err
+        assert f"{taken}: is a file, not a folder" in err and "-o" in err
+        assert len(err.strip().splitlines()) == 1
+    assert taken.read_text() == "mine"
+
+
+def test_ctrl_c_is_one_line_exit_130_and_writes_nothing(random_model, tmp_path):
+    # The primer is a named pipe: once the command has opened it to read, it is inside
+    # its run (imports done, model loaded); a long continuation is then interrupted.
+    import signal
+    import subprocess
+    import time
+
+    fifo = tmp_path / "primer.mid"
+    os.mkfifo(fifo)
+    source = write_primer(tmp_path / "source.mid", e_major_notes(10))
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rnnrbm_live.cli", "continue", str(fifo), "--model",
+         random_model, "--device", "cpu", "--bars", "1024", "--variations", "8",
+         "--seed", "1", "-o", str(out), "--plot", "--wav"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with open(fifo, "wb") as pipe:  # blocks until the command opens the primer
+            pipe.write(source.read_bytes())
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines() == ["rnnrbm-live: stopped (ctrl+c); no file written"]
+    assert stdout == "" and not out.exists()
+    assert sorted(os.listdir(tmp_path)) == ["primer.mid", "source.mid"]  # no staging left
+
+
+def test_wav_normalise_peaks_near_full_scale(tmp_path):
+    import wave
+    path = tmp_path / "quiet.wav"
+    quiet = (np.sin(np.linspace(0, 200, 44100)) * 0.07 * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(44100)
+        f.writeframes(quiet.tobytes())
+    render.normalise(path)
+    with wave.open(str(path), "rb") as f:
+        loud = np.frombuffer(f.readframes(f.getnframes()), dtype="<i2")
+    assert abs(np.abs(loud).max() / 32767 - render.PEAK) < 1e-3
+    np.testing.assert_allclose(loud / np.abs(loud).max(), quiet / np.abs(quiet).max(),
+                               atol=1e-3)  # one gain: the shape is kept
+
+
+def test_rendered_wavs_peak_near_full_scale(random_model, e_major, tmp_path):
+    import wave
+    if isinstance(render.renderer(), str):
+        pytest.skip("fluidsynth or a soundfont is missing here")
+    result = continue_midi(e_major, bars=1, variations=1, seed=2, model=random_model,
+                           device="cpu", out_dir=tmp_path, wav=True)
+    with wave.open(str(result.wavs[0]), "rb") as f:
+        samples = np.frombuffer(f.readframes(f.getnframes()), dtype="<i2")
+    assert 0.85 < np.abs(samples.astype(np.int32)).max() / 32767 < 0.9
+
+
+def _figure(**kwargs):
+    figure = pytest.importorskip("matplotlib.figure")
+    from rnnrbm_live.offline.plot import roll_figure
+    roll = np.zeros((kwargs.pop("frames"), 88), np.uint8)
+    roll[:, 39] = 1
+    return roll_figure(figure.Figure, roll, **kwargs)
+
+
+def test_plot_title_fits_and_generate_plots_say_generated():
+    fig = _figure(frames=8, primer_frames=0, bar_frames=[0.0, 8.0], generated=True,
+                  title="a-long-file-name-for-a-short-plot-1.mid",
+                  subtitle="model jsb_chorales, seed 1234567890, temperature 0.86")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    ax = fig.axes[0]
+    box = ax.title.get_window_extent(renderer)
+    width, height = fig.bbox.width, fig.bbox.height
+    assert box.x0 >= 0 and box.x1 <= width and box.y1 <= height
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["generated"]
+
+
+def test_plot_bar_ticks_sit_on_bar_lines_even_in_7_8():
+    # 7/8 on a quarter-note grid: bar lines every 3.5 frames, labelled 1, 2, 3.
+    fig = _figure(frames=11, primer_frames=7, bar_frames=[0.0, 3.5, 7.0, 10.5],
+                  generated=False, title="seven-cont-1.mid", subtitle="")
+    ax = fig.axes[0]
+    assert list(ax.get_xticks()) == [0.0, 3.5, 7.0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["primer",
+                                                                   "continuation"]

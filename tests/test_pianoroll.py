@@ -1,6 +1,6 @@
 """Tests for rnnrbm_live.pianoroll: MIDI files made here with mido (or raw bytes), read
 back and checked against pretty_midi, an independent parser, and against hand-worked
-rolls where pretty_midi's semantics differ from ours (see test_overlap_*)."""
+rolls (note pairing against pretty_midi: tests/test_midi_pairing.py)."""
 
 from __future__ import annotations
 
@@ -210,17 +210,21 @@ def test_rounding_to_nearest_boundary(tmp_path):
     assert frames == {60: [0, 1], 62: [1, 2], 64: [0], 65: [1], 67: [2, 3, 4, 5, 6, 7]}
 
 
-def test_zero_length_note_keeps_one_frame(tmp_path):
+def test_zero_length_note_does_not_sound(tmp_path):
+    # A note-on and note-off of one pitch at one tick: a grace note as notation
+    # programs write it; it has no length, so it does not sound (as in pretty_midi).
     events = [(480, mido.Message("note_on", note=60, velocity=64)),
-              (480, mido.Message("note_off", note=60))]
+              (480, mido.Message("note_off", note=60)),
+              (480, mido.Message("note_on", note=62, velocity=64)),
+              (720, mido.Message("note_off", note=62))]
     roll = read_midi(save(tmp_path / "zero.mid", [events])).roll
-    assert roll.shape == (3, 88) and roll[:, 39].tolist() == [0, 0, 1]
+    assert roll.shape == (3, 88) and not roll[:, 39].any()
+    assert roll[:, 41].tolist() == [0, 0, 1]
 
 
-def test_overlap_same_pitch_counts_ons_and_offs(tmp_path):
-    # on 0, on 480, off 960, off 1440: the pitch sounds until its last note ends.
-    # pretty_midi would close both notes at the first off (tick 960) and drop the
-    # second off, so this case is checked by hand rather than against it.
+def test_overlap_same_pitch_ends_at_the_first_note_off(tmp_path):
+    # on 0, on 480, off 960, off 1440: the first note-off ends the pitch, as a
+    # synthesizer plays it and pretty_midi reads it; the second has nothing to end.
     events = [(0, mido.Message("note_on", note=60, velocity=90)),
               (480, mido.Message("note_on", note=60, velocity=90)),
               (960, mido.Message("note_off", note=60)),
@@ -228,8 +232,10 @@ def test_overlap_same_pitch_counts_ons_and_offs(tmp_path):
               (1440, mido.Message("note_off", note=60)),  # stray: nothing left to end
               (1920, mido.Message("note_on", note=62, velocity=90)),
               (2400, mido.Message("note_off", note=62))]
-    roll = read_midi(save(tmp_path / "ov.mid", [events])).roll
-    assert np.flatnonzero(roll[:, 39]).tolist() == [0, 1, 2, 3, 4, 5]
+    path = save(tmp_path / "ov.mid", [events])
+    roll = read_midi(path).roll
+    assert np.flatnonzero(roll[:, 39]).tolist() == [0, 1, 2, 3]
+    np.testing.assert_array_equal(roll, pm_expected(path, fpb=2))
 
 
 def test_overlap_unions_match_pretty_midi(tmp_path):
@@ -301,7 +307,9 @@ def test_drums_left_out_unless_asked(tmp_path):
     only = save(tmp_path / "only_drums.mid", [notes_events([(36, 0, 480)], channel=9)])
     with pytest.raises(UserError) as exc:
         read_midi(only)
-    assert "include_drums" in assert_user_error(exc, only)
+    rest = assert_user_error(exc, only)
+    # No option of any command line is called include_drums: the line says what to do.
+    assert "include_drums" not in rest and "drum notes" in rest and "give a file" in rest
     assert read_midi(only, include_drums=True).channel == 9
 
 

@@ -65,6 +65,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    "each file (needs the plot extra)")
     p.add_argument("--wav", action="store_true", help="also render a .wav of each file "
                    "(needs fluidsynth and a general midi soundfont)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace files of an earlier run (by default a file that exists "
+                        "is an error)")
 
 
 def _run_continue(args: argparse.Namespace) -> int:
@@ -73,7 +76,7 @@ def _run_continue(args: argparse.Namespace) -> int:
         temperature=args.temperature, seed=args.seed, model=args.model, device=args.device,
         out_dir=args.out_dir, only_continuation=args.only_continuation, plot=args.plot,
         wav=args.wav, max_primer_bars=args.max_primer_bars, threads=args.threads,
-        progress=True), quiet=getattr(args, "quiet", False))
+        progress=True, overwrite=args.overwrite), quiet=getattr(args, "quiet", False))
 
 
 def _run_generate(args: argparse.Namespace) -> int:
@@ -81,18 +84,23 @@ def _run_generate(args: argparse.Namespace) -> int:
         bars=args.bars, variations=args.variations, temperature=args.temperature,
         seed=args.seed, model=args.model, device=args.device, out_dir=args.out_dir,
         name=args.name, time_signature=args.time_signature,
-        bpm=args.bpm, plot=args.plot, wav=args.wav, threads=args.threads, progress=True),
-        quiet=getattr(args, "quiet", False))
+        bpm=args.bpm, plot=args.plot, wav=args.wav, threads=args.threads, progress=True,
+        overwrite=args.overwrite), quiet=getattr(args, "quiet", False))
 
 
 def _guarded(run: Callable[[], Continuation], quiet: bool = False) -> int:
     """Run a command: its files on stdout, a summary line on stderr (unless quiet); a
-    UserError is one line on stderr and exit status 2, never a traceback."""
+    UserError is one line on stderr and exit status 2, Ctrl+C one line and 130 (files
+    are moved in only once all are written, so none is half written), never a
+    traceback."""
     try:
         result = run()
     except UserError as e:
         print(f"rnnrbm-live: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("rnnrbm-live: stopped (ctrl+c); no file written", file=sys.stderr)
+        return 130
     for path in result.paths + result.plots + result.wavs:
         print(path)
     if quiet:

@@ -1,8 +1,12 @@
 """MIDI file -> binary piano roll (see read_midi for the semantics).
 
-Semantics: a pitch sounds while at least one of its notes sounds, counted per (track,
-channel, pitch); onsets and offsets round to the nearest frame boundary, ties upward; a
-note never vanishes (it keeps at least one frame). Format 2 files are refused: their
+Semantics: per (track, channel, pitch) a note sounds from its note-on to the next
+note-off, which ends every note of that pitch begun earlier, as a synthesizer plays it;
+the events of one tick count as a whole whatever their order, so a note-on and a
+note-off at one tick with no note open are a zero-length note (a grace note as notation
+programs write it), which does not sound (scanner.py). Onsets and offsets round to the
+nearest frame boundary, ties upward; a note of any length never vanishes (it keeps at
+least one frame). Format 2 files are refused: their
 tracks are independent sequences with no common timeline. The bytes are read by
 scanner.py; the writer (writer.py) uses mido, so the tests' write->read round trips check
 two independent codecs against each other (and pretty_midi checks the reader).
@@ -19,7 +23,7 @@ from rnnrbm_live.midi.roll import (DEFAULT_BPM, DRUM_CHANNEL, HIGHEST_PITCH, LOW
                                    MidiRoll, fill_roll)
 from rnnrbm_live.midi.scanner import parse_layout, read_bytes, scan_file
 
-READER_VERSION = 1  # bump when a file reads into a different roll: datasets keys its cache on it
+READER_VERSION = 2  # bump when a file reads into a different roll: datasets keys its cache on it
 _DEFAULT_TEMPO_US = 500_000
 # Without max_frames a corrupt delta time could ask for a multi-gigabyte roll.
 _HARD_MAX_FRAMES = 1_000_000
@@ -41,18 +45,18 @@ def read_midi(path: str | os.PathLike, *, frames_per_beat: int | None = 2,
     last note is not kept. Raises UserError for any bad file or argument.
     """
     name = str(path)
-    if dt is not None:
-        if frames_per_beat not in (None, 2):
-            raise UserError(f"{name}: give either frames_per_beat or dt, not both")
-        frames_per_beat = None
-        if not isinstance(dt, (int, float, np.number)) or not 0 < dt < float("inf"):
-            raise UserError(f"{name}: dt must be a positive number of seconds, got {dt}")
-    elif not isinstance(frames_per_beat, (int, np.integer)) or frames_per_beat < 1:
-        shown = str(frames_per_beat).lower()
-        raise UserError(f"{name}: frames_per_beat must be a positive integer, got "
-                        f"{shown}; or give dt for a seconds grid")
+    _check_grid(name, frames_per_beat, dt)
+    return roll_from_bytes(name, read_bytes(name, path), frames_per_beat=frames_per_beat,
+                           dt=dt, include_drums=include_drums, max_frames=max_frames)
 
-    data = read_bytes(name, path)
+
+def roll_from_bytes(name: str, data: bytes, *, frames_per_beat: int | None = 2,
+                    dt: float | None = None, include_drums: bool = False,
+                    max_frames: int | None = None) -> MidiRoll:
+    """read_midi on a file's bytes already read; name is the file named in errors."""
+    _check_grid(name, frames_per_beat, dt)
+    if dt is not None:
+        frames_per_beat = None
     ticks_per_beat, track_spans = parse_layout(name, data)
     scan = scan_file(name, data, track_spans)
     notes = _keep_notes(name, scan.notes, include_drums)
@@ -83,19 +87,32 @@ def read_midi(path: str | os.PathLike, *, frames_per_beat: int | None = 2,
         channel=_busiest_channel(notes[:, 2]),
         ticks_per_beat=ticks_per_beat,
         source=name,
+        last_tick=int(scan.notes[:, 1].max()),
     )
+
+
+def _check_grid(name: str, frames_per_beat, dt) -> None:
+    if dt is not None:
+        if frames_per_beat not in (None, 2):
+            raise UserError(f"{name}: give either frames_per_beat or dt, not both")
+        if not isinstance(dt, (int, float, np.number)) or not 0 < dt < float("inf"):
+            raise UserError(f"{name}: dt must be a positive number of seconds, got {dt}")
+    elif not isinstance(frames_per_beat, (int, np.integer)) or frames_per_beat < 1:
+        shown = str(frames_per_beat).lower()
+        raise UserError(f"{name}: frames_per_beat must be a positive integer, got "
+                        f"{shown}; or give dt for a seconds grid")
+
 
 def _keep_notes(name: str, notes: np.ndarray, include_drums: bool) -> np.ndarray:
     in_range = (notes[:, 3] >= LOWEST_PITCH) & (notes[:, 3] <= HIGHEST_PITCH)
     not_drums = notes[:, 2] != DRUM_CHANNEL
     keep = in_range if include_drums else in_range & not_drums
     if not keep.any():
-        drums_only = not include_drums and (in_range & ~not_drums).any()
-        hint = "pass include_drums to keep channel-10 drum notes" if drums_only \
-            else "give a file with piano notes"
-        what = "outside drums on channel 10 " if drums_only else ""
-        raise UserError(f"{name}: no notes {what}in the piano range a0..c8 "
-                        f"(midi 21..108); {hint}")
+        if not include_drums and (in_range & ~not_drums).any():
+            raise UserError(f"{name}: no notes but drum notes (channel 10), which are not "
+                            "read; give a file with a melodic part")
+        raise UserError(f"{name}: no notes in the piano range a0..c8 (midi 21..108); "
+                        "give a file with piano notes")
     return notes[keep]
 
 

@@ -28,6 +28,7 @@ class MidiRoll:
     channel: int                          # 0-based channel with the most kept notes
     ticks_per_beat: int
     source: str
+    last_tick: int = 0                    # where the file's last note ends, any channel
 
 
 def roll_from_notes(notes: Iterable[tuple[int, int, int]],

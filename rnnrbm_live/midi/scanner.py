@@ -124,11 +124,16 @@ def scan_file(name: str, data: bytes, spans: list[tuple[int, int]]) -> Scan:
 def _scan_track(trk: bytes, index: int, rows: list, metas: list) -> None:
     """Walk one MTrk chunk, appending sounding intervals to rows and metas to metas.
 
-    One tight loop: this is the hot path of reading. A pitch sounds from the note-on
-    that lifts its count above zero to the note-off that brings it back to zero.
+    One tight loop: this is the hot path of reading. Note pairing, per (channel,
+    pitch) of the track, reads the events of one tick as a whole, so their order inside
+    the tick does not matter: the tick's first note-off ends the note begun at an
+    earlier tick (every one of them, as a synthesizer does), and each further note-off
+    cancels one of the tick's note-ons, a zero-length note, which does not sound.
+    Notation programs write grace notes as such pairs, some with the note-off first.
+    Per key the state is [start of the note open before `tick` or -1, tick, ended
+    at this tick, this tick's note-ons less its spare note-offs]; _settle moves it on.
     """
-    counts: dict[int, int] = {}
-    starts: dict[int, int] = {}
+    state: dict[int, list] = {}
     tick = 0
     status = 0
     i = 0
@@ -182,17 +187,18 @@ def _scan_track(trk: bytes, index: int, rows: list, metas: list) -> None:
             if (note | vel) & 0x80:
                 raise _Corrupt("data byte above 127")
             key = ((status & 0x0F) << 7) | note
-            count = counts.get(key, 0)
+            st = state.get(key)
+            if st is None:
+                st = state[key] = [-1, tick, False, 0]
+            elif st[1] != tick:
+                _settle(st, tick)
             if kind == 0x90 and vel:
-                if count == 0:
-                    starts[key] = tick
-                counts[key] = count + 1
-            elif count == 1:
-                counts[key] = 0
-                rows.append((starts[key], tick, status & 0x0F, note))
-            elif count > 1:
-                counts[key] = count - 1
-            # count == 0: a stray note-off; nothing sounds, so nothing to end
+                st[3] += 1
+            elif st[0] >= 0 and not st[2]:
+                rows.append((st[0], tick, status & 0x0F, note))
+                st[2] = True
+            else:
+                st[3] -= 1  # a spare note-off: it cancels one of this tick's note-ons
         elif kind == 0xC0 or kind == 0xD0:
             i += 1
         else:
@@ -200,9 +206,17 @@ def _scan_track(trk: bytes, index: int, rows: list, metas: list) -> None:
     if i > n:
         raise _Corrupt("last event runs past the end of the track")
     # Notes still held when the track ends stop there rather than vanish.
-    for key, count in counts.items():
-        if count:
-            rows.append((starts[key], tick, key >> 7, key & 0x7F))
+    for key, st in state.items():
+        _settle(st, tick)
+        if 0 <= st[0] < tick:
+            rows.append((st[0], tick, key >> 7, key & 0x7F))
+
+
+def _settle(st: list, tick: int) -> None:
+    """Close the books on a key's last tick, st[1], before its next event at tick."""
+    if st[0] < 0 or st[2]:
+        st[0] = st[1] if st[3] > 0 else -1
+    st[1], st[2], st[3] = tick, False, 0
 
 
 def _varint(trk: bytes, i: int) -> tuple[int, int]:

@@ -34,9 +34,7 @@ def write_midi(path: str | os.PathLike, roll: np.ndarray, *, frames_per_beat: in
     meta = _meta_messages(name, time_signature, key_signature)
 
     def frame_tick(frames: np.ndarray) -> np.ndarray:
-        # Nearest tick; read_midi's rounding maps it back to the same frame.
-        return (2 * np.asarray(frames, dtype=np.int64) * ticks_per_beat
-                + frames_per_beat) // (2 * frames_per_beat)
+        return tick_of(frames, ticks_per_beat, frames_per_beat)
 
     edges = np.diff(roll.astype(np.int8), axis=0, prepend=0, append=0)
     on_f, on_u = np.nonzero(edges == 1)
@@ -65,11 +63,52 @@ def write_midi(path: str | os.PathLike, roll: np.ndarray, *, frames_per_beat: in
 
     midi = mido.MidiFile(type=0, ticks_per_beat=ticks_per_beat)
     midi.tracks.append(track)
+    save_midi(path, midi)
+
+
+def tick_of(frames, ticks_per_beat: int, frames_per_beat: int) -> np.ndarray:
+    """The nearest tick of each frame boundary; read_midi's rounding maps it back to the
+    same frame."""
+    return (2 * np.asarray(frames, dtype=np.int64) * ticks_per_beat
+            + frames_per_beat) // (2 * frames_per_beat)
+
+
+def note_track(roll: np.ndarray, boundaries: np.ndarray, *, name: str, channel: int,
+               velocity: int, program: int | None = None,
+               end_tick: int | None = None) -> mido.MidiTrack:
+    """A [T, 88] roll as one named track of a multi-track file: frame f sounds from tick
+    boundaries[f] to boundaries[f + 1] (T + 1 ascending ticks; a run of active frames
+    is one note). The program change, if any, comes at the first boundary; the track
+    ends at end_tick (default the last boundary), and no note outlasts it."""
+    roll = np.asarray(roll, dtype=np.int8)
+    end = int(boundaries[-1]) if end_tick is None else int(end_tick)
+    ticks = np.minimum(np.asarray(boundaries, dtype=np.int64), end)
+    edges = np.diff(roll, axis=0, prepend=0, append=0)
+    events = [(int(ticks[f]), 0, int(u)) for f, u in zip(*np.nonzero(edges == -1))]
+    events += [(int(ticks[f]), 1, int(u)) for f, u in zip(*np.nonzero(edges == 1))]
+    events.sort()  # at one tick note-offs first, so a repeated note is not cut short
+    track = mido.MidiTrack([mido.MetaMessage("track_name", name=name)])
+    now = 0
+    if program is not None:
+        now = int(ticks[0])
+        track.append(mido.Message("program_change", channel=channel, program=program,
+                                  time=now))
+    for tick, kind, unit in events:
+        track.append(mido.Message("note_on" if kind else "note_off", channel=channel,
+                                  note=unit + LOWEST_PITCH, velocity=velocity if kind
+                                  else 0, time=tick - now))
+        now = tick
+    track.append(mido.MetaMessage("end_of_track", time=max(end - now, 0)))
+    return track
+
+
+def save_midi(path: str | os.PathLike, midi: mido.MidiFile) -> None:
+    """mido's save, its errors as one line naming the file."""
     try:
         midi.save(path)
     except OSError as e:
         reason = (e.strerror or "i/o error").lower()
-        raise UserError(f"{name}: cannot write the file ({reason}); "
+        raise UserError(f"{path}: cannot write the file ({reason}); "
                         "check the folder exists and is writable") from None
 
 

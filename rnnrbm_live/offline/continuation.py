@@ -6,13 +6,14 @@ Grid and length rules (docs/offline.md says the same for users):
   nottingham = eighth notes, 1 for jsb_chorales = quarter notes). A bar is
   numerator * 4 / denominator beats of the time signature (the primer's first one;
   4/4 or --time-signature for generate).
-- The primer occupies whole bars: its roll (which ends where its last note ends) is padded
-  with silence up to the next bar line, counted from the start of the file, so the
-  continuation starts on a downbeat. When a bar is not a whole number of frames (7/8 on a
-  quarter-note grid) every bar line rounds up to the next frame.
-- The continuation is exactly `bars` bars: its frames run from the primer's last bar line
-  to the bar line `bars` later, and the written file ends there even when the last frames
-  are silent (write_midi puts end_of_track at the roll's last frame).
+- The primer occupies whole bars of its own time signatures (primer.py): it ends at the
+  first bar line at or after its last note-off, counted from the start of the file, so the
+  continuation starts on a downbeat. When a bar line falls between frames (7/8 on a
+  quarter-note grid) the continuation starts at the next frame.
+- The continuation is exactly `bars` bars of the time signature in force there: the
+  written file ends on its last bar line even when the last frames are silent.
+- The primer's file is kept event for event; the continuation goes on a track of its own
+  (output.py). Variation i depends on the seed and i alone, not on how many are asked for.
 
 The bundled models learned music transposed to C, so the primer is shifted to C before the
 model listens to it and every generated frame is shifted back by the same amount: the
@@ -28,15 +29,16 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+import mido
 import numpy as np
 from tqdm import tqdm
 
 from rnnrbm_live.midi import keys
 from rnnrbm_live.errors import UserError
-from rnnrbm_live.midi.reader import read_midi
-from rnnrbm_live.midi.roll import LOWEST_PITCH, N_KEYS, MidiRoll
+from rnnrbm_live.midi.roll import LOWEST_PITCH, N_KEYS
 from rnnrbm_live.model.session import StepSession
-from rnnrbm_live.offline.output import write_all
+from rnnrbm_live.offline.output import check_output, write_all
+from rnnrbm_live.offline.primer import DEFAULT_VELOCITY, frame_of, read_primer
 
 DEFAULT_MODEL = "nottingham"
 DEFAULT_MAX_PRIMER_BARS = 64
@@ -73,6 +75,10 @@ class Continuation:
     provider: str                         # the onnxruntime provider that ran the model
     seed: int                             # drawn at random when none was given
     temperature: float
+    bar_ticks: list[Fraction]             # every bar line, primer and continuation
+    program: int | None = None            # of the primer's channel, for the continuation
+    velocity: int = DEFAULT_VELOCITY      # of every continuation note
+    primer_file: mido.MidiFile | None = None  # the user's file, kept as it was
     paths: list[Path] = field(default_factory=list)   # MIDI files written, one per variation
     plots: list[Path] = field(default_factory=list)
     wavs: list[Path] = field(default_factory=list)
@@ -89,6 +95,11 @@ class Continuation:
         """The tempo in force at a frame."""
         return [bpm for f, bpm in self.tempo_map if f <= frame][-1]
 
+    @property
+    def end_tick(self) -> int:
+        """The continuation's last bar line, where its file ends."""
+        return math.ceil(self.bar_ticks[-1])
+
 
 # --------------------------------------------------------------------------- the grid
 
@@ -97,11 +108,6 @@ def bar_frames(time_signature: tuple[int, int], frames_per_beat: int) -> Fractio
     """Frames per bar: numerator * 4 / denominator beats (quarter notes) per bar."""
     num, den = time_signature
     return Fraction(num * 4 * frames_per_beat, den)
-
-
-def bar_line(bar: int, frames_per_bar: Fraction) -> int:
-    """The frame where bar number `bar` (from 0) starts: a bar line off the grid rounds up."""
-    return math.ceil(bar * frames_per_bar)
 
 
 def parse_time_signature(value: str | tuple[int, int]) -> tuple[int, int]:
@@ -126,38 +132,45 @@ def continue_midi(primer: str | os.PathLike, *, bars: int = 8, variations: int =
                   out_dir: str | os.PathLike | None = None, only_continuation: bool = False,
                   plot: bool = False, wav: bool = False,
                   max_primer_bars: int = DEFAULT_MAX_PRIMER_BARS, threads: int = 1,
-                  progress: bool = False) -> Continuation:
+                  progress: bool = False, overwrite: bool = False) -> Continuation:
     """Continue a MIDI clip: `variations` continuations of `bars` bars each.
 
     The primer is read on the model's grid with its own tempo map, shifted to C, listened
     to (every frame clamped, so the model's state follows it) and then all variations are
     sampled in one batch. With out_dir, writes `<primer>-cont-<i>.mid` (i from 1: primer
     plus continuation, or only the continuation) and, if asked, a .png and a .wav of each;
-    out_dir=None writes nothing. Raises UserError for a bad primer or argument, before
-    anything is written.
+    out_dir=None writes nothing. A file already there is an error unless overwrite.
+    Raises UserError for a bad primer or argument, before anything is written.
     """
     _check_numbers(bars, variations, temperature)
     if not isinstance(max_primer_bars, int) or max_primer_bars < 1:
         raise UserError(f"max primer bars {max_primer_bars}: give a whole number above 0")
-    session, seed = _open_session(model, variations, device, seed, threads, temperature)
+    stem = f"{Path(primer).stem}-cont"
+    check_output(out_dir, stem, variations, overwrite)
+    session, seed = _open_session(model, device, seed, threads, temperature)
     fpb = _model_grid(session, model)
-    midi, roll, per_bar, primer_bars = _read_primer(primer, fpb, max_primer_bars)
-    primer_frames = len(roll)
+    source = read_primer(primer, fpb, max_primer_bars)
+    roll, midi = source.roll, source.midi
     shift = keys.shift_to_c(roll) if session.model.learned_in_c else 0
     tonic, mode, _ = keys.estimate_key(roll)
 
-    n_frames = bar_line(primer_bars + bars, per_bar) - primer_frames
-    rolls = _sample(session, keys.transpose(roll, shift), n_frames, progress,
-                    desc=Path(primer).name)
+    tpb = source.file.ticks_per_beat
+    bar_ticks = _more_bars(source.bar_ticks, source.time_signature, tpb, bars)
+    n_frames = frame_of(bar_ticks[-1], tpb, fpb) - len(roll)
+    rolls = _sample(session, seed, keys.transpose(roll, shift), n_frames, variations,
+                    progress, desc=Path(primer).name,
+                    reopen=_reopen(model, device, seed, threads, temperature))
     result = Continuation(
         primer=roll, rolls=keys.transpose(rolls, -shift), frames_per_beat=fpb,
-        time_signature=midi.time_signature, bar_frames=per_bar, primer_bars=primer_bars,
-        bars=bars, tempo_map=[(f, bpm) for f, bpm in midi.tempo_map if f < primer_frames],
+        time_signature=source.time_signature,
+        bar_frames=bar_frames(source.time_signature, fpb), primer_bars=source.bars,
+        bars=bars, tempo_map=[(f, bpm) for f, bpm in midi.tempo_map if f < len(roll)],
         key=keys.key_name(tonic, mode), shift=shift, key_signature=midi.key_signature,
-        channel=midi.channel, ticks_per_beat=midi.ticks_per_beat, model=session.model.name,
-        provider=session.provider, seed=seed, temperature=float(temperature))
+        channel=midi.channel, ticks_per_beat=tpb, model=session.model.name,
+        provider=session.provider, seed=seed, temperature=float(temperature),
+        bar_ticks=bar_ticks, program=source.program, velocity=source.velocity,
+        primer_file=source.file)
     if out_dir is not None:
-        stem = f"{Path(primer).stem}-cont"
         write_all(result, Path(out_dir), stem, only_continuation, plot, wav)
     return result
 
@@ -167,7 +180,7 @@ def generate(*, bars: int = 8, variations: int = 4, temperature: float = 1.0,
              out_dir: str | os.PathLike | None = None, name: str = "generated",
              time_signature: tuple[int, int] | str = (4, 4), bpm: float = GENERATE_BPM,
              plot: bool = False, wav: bool = False, threads: int = 1,
-             progress: bool = False) -> Continuation:
+             progress: bool = False, overwrite: bool = False) -> Continuation:
     """Generate `variations` pieces of `bars` bars from the model's initial state u0, as
     the original tutorial's generate does; in the key the model learned (C for the
     bundled models). With out_dir, writes `<name>-<i>.mid` (i from 1) and, if asked, a
@@ -177,20 +190,32 @@ def generate(*, bars: int = 8, variations: int = 4, temperature: float = 1.0,
     if not isinstance(bpm, (int, float)) or not 0 < bpm < 10_000:
         raise UserError(f"bpm {bpm}: give a tempo between 1 and 9999 beats per minute")
     _check_name(name)
-    session, seed = _open_session(model, variations, device, seed, threads, temperature)
+    check_output(out_dir, name, variations, overwrite)
+    session, seed = _open_session(model, device, seed, threads, temperature)
     fpb = _model_grid(session, model)
-    per_bar = bar_frames(time_signature, fpb)
+    bar_ticks = _more_bars([Fraction(0)], time_signature, GENERATE_TICKS_PER_BEAT, bars)
     empty = np.zeros((0, N_KEYS), dtype=np.uint8)
-    rolls = _sample(session, empty, bar_line(bars, per_bar), progress, desc=name)
+    rolls = _sample(session, seed, empty, frame_of(bar_ticks[-1], GENERATE_TICKS_PER_BEAT,
+                                                   fpb), variations, progress, desc=name,
+                    reopen=_reopen(model, device, seed, threads, temperature))
     result = Continuation(
         primer=empty, rolls=rolls, frames_per_beat=fpb,
-        time_signature=time_signature, bar_frames=per_bar, primer_bars=0,
-        bars=bars, tempo_map=[(0, float(bpm))], key=None, shift=0, key_signature=None,
-        channel=0, ticks_per_beat=GENERATE_TICKS_PER_BEAT, model=session.model.name,
-        provider=session.provider, seed=seed, temperature=float(temperature))
+        time_signature=time_signature, bar_frames=bar_frames(time_signature, fpb),
+        primer_bars=0, bars=bars, tempo_map=[(0, float(bpm))], key=None, shift=0,
+        key_signature=None, channel=0, ticks_per_beat=GENERATE_TICKS_PER_BEAT,
+        model=session.model.name, provider=session.provider, seed=seed,
+        temperature=float(temperature), bar_ticks=bar_ticks)
     if out_dir is not None:
         write_all(result, Path(out_dir), name, False, plot, wav)
     return result
+
+
+def _more_bars(bar_ticks: list[Fraction], time_signature: tuple[int, int],
+               ticks_per_beat: int, bars: int) -> list[Fraction]:
+    """bar_ticks and `bars` more bar lines of time_signature after its last."""
+    num, den = time_signature
+    length = Fraction(num * 4 * ticks_per_beat, den)
+    return bar_ticks + [bar_ticks[-1] + k * length for k in range(1, bars + 1)]
 
 
 # --------------------------------------------------------------------------- checks
@@ -214,33 +239,28 @@ def _check_name(name: str) -> None:
                         "e.g. --name sketch")
 
 
-def _read_primer(primer: str | os.PathLike, frames_per_beat: int, max_bars: int
-                 ) -> tuple[MidiRoll, np.ndarray, Fraction, int]:
-    """The primer file, its roll padded with silence to its last bar line, the frames per
-    bar and its length in bars; UserError for a file that cannot serve as a primer."""
-    midi = read_midi(primer, frames_per_beat=frames_per_beat)
-    per_bar = bar_frames(midi.time_signature, frames_per_beat)
-    n_bars = max(1, math.ceil(Fraction(len(midi.roll)) / per_bar))
-    if n_bars > max_bars:
-        raise UserError(f"{primer}: the primer is {n_bars} bars long, over the limit of "
-                        f"{max_bars}; trim it or raise --max-primer-bars")
-    roll = np.zeros((bar_line(n_bars, per_bar), N_KEYS), dtype=np.uint8)
-    roll[: len(midi.roll)] = midi.roll
-    return midi, roll, per_bar, n_bars
-
-
 # --------------------------------------------------------------------------- the model
 
 
-def _open_session(model: str, batch: int, device: str, seed: int | None, threads: int,
+def _open_session(model: str, device: str, seed: int | None, threads: int,
                   temperature: float) -> tuple[StepSession, int]:
-    """A StepSession for all variations at once, and the seed it runs on: a drawn one when
-    none is given, so every run can be repeated."""
+    """A one-stream StepSession, and the seed it runs on: a drawn one when none is given,
+    so every run can be repeated."""
     if seed is None:
         seed = secrets.randbelow(2**31)
-    session = StepSession(model, batch=batch, device=device, seed=seed, threads=threads,
-                          temperature=temperature)
+    session = StepSession(model, batch=1, device=device, seed=_variation_seed(seed, 0),
+                          threads=threads, temperature=temperature)
     return session, seed
+
+
+def _reopen(model: str, device: str, seed: int, threads: int, temperature: float):
+    """A function of i that opens variation i's own session (for GPU sessions)."""
+    return lambda i: _open_session(model, device, _variation_seed(seed, i), threads,
+                                   temperature)[0]
+
+
+def _variation_seed(seed: int, i: int) -> int:
+    return int(np.random.SeedSequence([seed, i]).generate_state(1)[0] >> 1)
 
 
 def _model_grid(session: StepSession, model: str) -> int:
@@ -251,17 +271,36 @@ def _model_grid(session: StepSession, model: str) -> int:
     return int(session.model.frames_per_beat)
 
 
-def _sample(session: StepSession, primer: np.ndarray, n_frames: int, progress: bool,
-            desc: str) -> np.ndarray:
-    """Listen to primer [P, 88] in every stream, then step n_frames: [B, n_frames, 88]."""
-    out = np.zeros((session.batch, n_frames, N_KEYS), dtype=np.uint8)
+def _sample(session: StepSession, seed: int, primer: np.ndarray, n_frames: int,
+            variations: int, progress: bool, desc: str, reopen) -> np.ndarray:
+    """Listen to primer [P, 88] once, then sample n_frames per variation: [V, n_frames, 88].
+
+    Every variation starts from the state after the primer with noise seeded by (seed,
+    i), so variation i is the same whatever the number of variations. A GPU session's
+    noise cannot be rewound; there each variation gets a session of its own."""
+    out = np.zeros((variations, n_frames, N_KEYS), dtype=np.uint8)
     # disable=None: a bar on a terminal, nothing in a log or a notebook's captured stderr.
-    with tqdm(total=len(primer) + n_frames, unit="frame", desc=desc, leave=False,
-              disable=None if progress else True) as bar:
-        for frame in primer.astype(np.float32):
-            session.listen(frame)
-            bar.update()
-        for t in range(n_frames):
-            out[:, t] = session.step()
-            bar.update()
+    with tqdm(total=len(primer) + variations * n_frames, unit="frame", desc=desc,
+              leave=False, disable=None if progress else True) as bar:
+        listened = _listen(session, primer, bar)
+        for i in range(variations):
+            try:
+                session.noise_state = np.random.default_rng(
+                    np.random.SeedSequence([seed, i])).bit_generator.state
+                session.state = listened
+            except UserError:
+                if i > 0:
+                    session = reopen(i)
+                    _listen(session, primer, None)
+            for t in range(n_frames):
+                out[i, t] = session.step()[0]
+                bar.update()
     return out
+
+
+def _listen(session: StepSession, primer: np.ndarray, bar) -> np.ndarray:
+    for frame in primer.astype(np.float32):
+        session.listen(frame)
+        if bar is not None:
+            bar.update()
+    return session.state

@@ -3,6 +3,10 @@
 fluidsynth is an external program, not a Python dependency: when it or a soundfont is
 missing, `renderer()` says what to install in one line and the caller carries on without
 audio (the MIDI files are the product; the wav is a convenience for listening).
+
+fluidsynth renders at its default gain, which leaves a sparse piano part at 5-10% of
+full scale; every file is then peak-normalised to -1 dBFS (one gain for the whole file,
+so the dynamics inside it stay as they were).
 """
 
 from __future__ import annotations
@@ -11,10 +15,14 @@ import os
 import shutil
 import subprocess
 import sys
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 SAMPLE_RATE = 44100
+PEAK = 10 ** (-1 / 20)  # -1 dBFS: near full scale, with room for a lossy encoder
 SOUNDFONT_ENV = "RNNRBM_SOUNDFONT"
 # Where distributions and Homebrew put soundfonts; the first folder that holds one wins.
 SOUNDFONT_DIRS = (
@@ -53,7 +61,25 @@ class Renderer:
             last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
             return (f"{wav_path.name}: fluidsynth failed (exit {done.returncode}: "
                     f"{last[0].lower()}); the midi file is kept")
+        normalise(wav_path)
         return None
+
+
+def normalise(wav_path: Path, peak: float = PEAK) -> None:
+    """Scale a 16-bit PCM wav so its loudest sample is `peak` of full scale."""
+    with wave.open(str(wav_path), "rb") as f:
+        params = f.getparams()
+        data = f.readframes(params.nframes)
+    if params.sampwidth != 2:
+        return  # fluidsynth writes 16-bit unless told otherwise; leave others as they are
+    samples = np.frombuffer(data, dtype="<i2").astype(np.float64)
+    loudest = np.abs(samples).max(initial=0.0)
+    if loudest == 0:
+        return  # silence stays silence
+    scaled = np.clip(np.round(samples * (peak * 32767 / loudest)), -32768, 32767)
+    with wave.open(str(wav_path), "wb") as f:
+        f.setparams(params)
+        f.writeframes(scaled.astype("<i2").tobytes())
 
 
 def install_hint() -> str:
