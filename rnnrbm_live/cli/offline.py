@@ -7,6 +7,7 @@ import argparse
 import sys
 from typing import Callable
 
+from rnnrbm_live.bundled import bundled_names
 from rnnrbm_live.cli import checks
 from rnnrbm_live.errors import UserError
 from rnnrbm_live.offline.continuation import (DEFAULT_MAX_PRIMER_BARS, DEFAULT_MODEL,
@@ -53,8 +54,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None,
                    help="the same seed writes the same files (default: a random one, "
                         "printed)")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help="a bundled model name or a .onnx file (default %(default)s)")
+    p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|PATH",
+                   help=f"a bundled model ({', '.join(bundled_names()) or 'none installed'}"
+                        ") or an exported STEM.onnx (default %(default)s)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where to run the model (default %(default)s: the GPU when there "
                         "is one)")
