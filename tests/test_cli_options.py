@@ -51,7 +51,7 @@ LIVE = [
     (["--backend", "portmidi"], ["--backend", "portmidi", "jack", "alsa"]),
     (["--client-name", ""], ["--client-name ''", "give a name"]),
     (["--client-name", "a:b"], ["--client-name 'a:b'", "':'"]),
-    (["--client-name", LONG_NAME], ["--client-name", "80 characters", "63"]),
+    (["--client-name", LONG_NAME], ["--client-name", "80 characters", "60"]),
     (["--cc-temperature", "128"], ["--cc-temperature 128", "0", "119"]),
     (["--cc-lock", "-1"], ["--cc-lock -1", "119"]),
     (["--cc-lock", "1"], ["--cc-lock", "--cc-temperature", "cc 1"]),
@@ -222,3 +222,42 @@ def test_options_before_generate_apply_bpm_and_quiet(live_model, tmp_path, capsy
     tempos = [m.tempo for m in mido.MidiFile(tmp_path / "generated-1.mid").tracks[0]
               if m.type == "set_tempo"]
     assert tempos == [mido.bpm2tempo(90)]
+
+
+# ----------------------------------------------------------------------------- help and hints
+
+
+def test_every_option_has_help_and_continue_lists_the_bundled_models(capsys):
+    from rnnrbm_live.bundled import bundled_names
+    parser = cli.build_parser()
+    for p in [parser, *parser.command_parsers.values()]:
+        for action in p._actions:
+            if action.option_strings:
+                assert action.help, f"{p.prog} {action.option_strings[0]} has no help"
+    with pytest.raises(SystemExit):
+        cli.main(["continue", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert bundled_names() and all(name in text for name in bundled_names())
+
+
+def test_the_jack_hint_names_commands_that_start_a_server(capsys, monkeypatch):
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", "rnnrbm-no-such-server")
+    monkeypatch.setenv("JACK_NO_START_SERVER", "1")
+    code = cli.main(["ports", "--backend", "jack"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    for command in ("jackd -d alsa", "pw-jack rnnrbm-live", "qjackctl", "jackd -d dummy"):
+        assert command in err
+
+
+def test_a_model_path_that_is_not_a_model_is_named_as_given(tmp_path, monkeypatch):
+    from rnnrbm_live.errors import UserError
+    from rnnrbm_live.model.card import load_model
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "random.bin").write_bytes(b"\0" * 16)
+    with pytest.raises(UserError) as e:
+        load_model("random.bin")
+    assert str(e.value).startswith("random.bin: not an exported model")
+    with pytest.raises(UserError) as e:
+        load_model(str(tmp_path / "gone.bin"))
+    assert str(e.value).startswith(f"{tmp_path / 'gone.bin'}: no such model file")

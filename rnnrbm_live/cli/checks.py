@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from rnnrbm_live.errors import UserError
 
 SEED_MAX = 2**32 - 1          # numpy's classic seed range; any seed in it repeats a run
-CLIENT_NAME_MAX = 63          # alsa keeps 63 characters of a client name, jack 64
+# jack keeps 63 characters of a client name, and names rtmidi's second client (the
+# input) NAME-01: 60 leaves room for that (alsa keeps 63).
+CLIENT_NAME_MAX = 60
 
 
 def option_name(dest: str) -> str:
