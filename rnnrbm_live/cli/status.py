@@ -19,6 +19,8 @@ from rnnrbm_live.live.controls import STATE_IDLE, STATE_NAMES
 from rnnrbm_live.midi.keys import key_name
 
 REDRAW_S = 0.25
+IDLE_NAMES = {"continue": "waiting for a phrase", "accompany": "resting (play to start)",
+              "generate": "starting"}
 CLEAR = "\r\x1b[K"  # to the start of the line, and erase it
 
 
@@ -33,8 +35,8 @@ def describe(engine, now: float) -> str:
     """The status of `engine` at clock time `now`, in one line."""
     composer, config = engine.composer, engine.config
     state = STATE_NAMES.get(composer.state, "idle")
-    if config.mode == "continue" and composer.state == STATE_IDLE:
-        state = "waiting for a phrase"
+    if composer.state == STATE_IDLE:
+        state = IDLE_NAMES.get(config.mode, state)
     key = composer.player_key
     heard = f"heard {key_name(*key)}" if key is not None else "no key heard yet"
     return (f"{config.mode}: {state} | {heard} | temperature "
