@@ -146,3 +146,12 @@ def test_the_tempo_used_under_a_midi_clock_is_the_daws():
     assert live_cli.tempo_used(engine) == pytest.approx(150, rel=1e-3)
     internal, _, _ = make("generate", bpm=90.0)
     assert live_cli.tempo_used(internal) == 90.0
+
+
+def test_the_status_line_fits_the_terminal_and_never_raises(monkeypatch):
+    engine, _, _ = make("continue")
+    monkeypatch.setenv("COLUMNS", "40")
+    line = StatusLine(engine, io.StringIO(), prefix=f"{PROG}: ")
+    assert len(line._status_text()) == 39
+    engine.composer.player_key = ("not", "a key")  # unreadable state: an empty line
+    assert line._status_text() == ""

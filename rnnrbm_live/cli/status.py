@@ -11,6 +11,7 @@ frame: the compute and sending threads never wait on a write to the terminal.
 from __future__ import annotations
 
 import math
+import shutil
 import threading
 from collections import deque
 from typing import TextIO
@@ -83,6 +84,15 @@ class StatusLine:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
+    def _status_text(self) -> str:
+        """The line, cut to the terminal's width (a wrapped line could not be redrawn in
+        place); empty if the engine's state cannot be read (never a traceback)."""
+        try:
+            text = self.prefix + describe(self.engine, self.engine.clock.now())
+        except Exception:  # noqa: BLE001 - a status line is not worth an error
+            return ""
+        return text[: max(20, shutil.get_terminal_size().columns - 1)]
+
     def _run(self) -> None:
         write = self.stream.write
         while True:
@@ -95,8 +105,7 @@ class StatusLine:
                 write(text + CLEAR)
                 self.stream.flush()
                 return
-            status = describe(self.engine, self.engine.clock.now())
-            write(f"{text}{CLEAR}{self.prefix}{status}")
+            write(f"{text}{CLEAR}{self._status_text()}")
             self.stream.flush()
             self._wake.wait(self.interval)
 
