@@ -101,9 +101,11 @@ def _not_a_model(given: str, onnx_path: Path) -> str:
     if Path(given).is_file():
         return (f"{given}: not an exported model; give the STEM.onnx that rnnrbm-export "
                 f"wrote (its card STEM.onnx.json beside it) or a bundled model ({_bundled_list()})")
-    looked = "" if given == str(onnx_path) else f" (nor {onnx_path})"
-    return (f"{given}: no such model file{looked}; export one with rnnrbm-export or use a "
-            f"bundled model ({_bundled_list()})")
+    if given in (str(onnx_path), f"{onnx_path}.json") or not Path(given).suffix:  # the 3 forms
+        named = f"{onnx_path}: no such model file"
+    else:
+        named = f"{given}: no such model file (nor {onnx_path})"
+    return f"{named}; export one with rnnrbm-export or use a bundled model ({_bundled_list()})"
 
 
 def _looks_like_name(text: str) -> bool:
