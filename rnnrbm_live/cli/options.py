@@ -51,6 +51,16 @@ def _velocity(text: str) -> int | None:
     return value
 
 
+# --cc-NAME: (default, what that input cc does)
+CC_OPTIONS = {
+    "temperature": (1, "sets the temperature, 0.1..2; 1 is the mod wheel"),
+    "lock": (20, "turns the scale lock on (64..127) and off"),
+    "key": (21, "picks the lock's key: 0..11 c..b major, 12..23 minor, 24..127 follow "
+                "the player"),
+    "panic": (22, "silences every note at once; cc 120 and 123 always do"),
+}
+
+
 def given(args, prog: str) -> dict:
     """The options typed on the command line of parser `prog` (dest -> value), not
     their defaults; taken out of args."""
@@ -144,18 +154,9 @@ def build_parser(run_ports, add_offline_commands) -> argparse.ArgumentParser:
                         "on linux when a jack server runs, else alsa (default %(default)s)")
     g.add_argument("--client-name", default=PROG, metavar="NAME",
                    help="client name of the virtual ports (default %(default)s)")
-    g.add_argument("--cc-temperature", type=int, default=1, metavar="CC",
-                   help="the input cc that sets the temperature, 0.1..2 (default "
-                        "%(default)s: the mod wheel)")
-    g.add_argument("--cc-lock", type=int, default=20, metavar="CC",
-                   help="the input cc that turns the scale lock on (64..127) and off "
-                        "(default %(default)s)")
-    g.add_argument("--cc-key", type=int, default=21, metavar="CC",
-                   help="the input cc that picks the lock's key: 0..11 c..b major, 12..23 "
-                        "minor, 24..127 follow the player (default %(default)s)")
-    g.add_argument("--cc-panic", type=int, default=22, metavar="CC",
-                   help="the input cc that silences every note at once (default "
-                        "%(default)s; cc 120 and 123 always do)")
+    for control, (default, does) in CC_OPTIONS.items():
+        g.add_argument(f"--cc-{control}", type=int, default=default, metavar="CC",
+                       help=f"the input cc that {does} (default %(default)s)")
     g.add_argument("--state-cc", type=int, default=None, metavar="CC",
                    help="send the state (0 idle, 1 listening, 2 answering, 3 playing) as "
                         "this CC on the output channel (default: off)")
