@@ -9,8 +9,10 @@ import sys
 import time
 
 from rnnrbm_live.cli.options import PROG, cc_map, check
+from rnnrbm_live.cli.status import Say
 from rnnrbm_live.errors import UserError
 from rnnrbm_live.live.controls import describe
+from rnnrbm_live.live.sender import LATE_S
 
 NOTE_NAMES = {1: "quarter note", 2: "eighth note", 3: "eighth-note triplet",
               4: "sixteenth note"}
@@ -48,8 +50,7 @@ def _warm_up(session, n: int = 4) -> float:
 
 def run_live(args) -> int:
     check(args)
-    say = (lambda line: None) if args.quiet else \
-        (lambda line: print(f"{PROG}: {line}", file=sys.stderr, flush=True))
+    say = Say(PROG, sys.stderr, args.quiet)
     stopper = _Stopper()
     stopper.install()
 
@@ -102,10 +103,14 @@ def run_live(args) -> int:
         stopper.engine = engine
         if stopper.reason is not None:
             engine.stop(stopper.reason)
-        ready = ("playing; ctrl+c stops" if args.clock == "internal"
-                 else "waiting for the daw's midi clock (start); ctrl+c stops")
-        engine.run(on_started=lambda: say(ready))
+        ready = _ready_line(args, opened)
+
+        def started() -> None:
+            say(ready)
+            say.show_status(engine)
+        engine.run(on_started=started)
     finally:
+        say.hide_status()
         holder.pop("engine", None)
         with portmod.quiet_stderr():  # libjack complains at length if its server died
             if watch is not None:
@@ -146,8 +151,10 @@ def run_live(args) -> int:
     stats = engine.stats()
     if args.stats_json is not None:
         import json
-        stats.update(stop_reason=engine.stop_reason, bpm=args.bpm, t0=engine.t0,
-                     frame_seconds=config.frame_seconds, latency_s=config.latency_s,
+        bpm = tempo_used(engine)
+        stats.update(stop_reason=engine.stop_reason, clock=config.clock, bpm=bpm,
+                     t0=engine.t0, latency_s=config.latency_s,
+                     frame_seconds=bpm and 60.0 / bpm / config.frames_per_beat,
                      sender_realtime=engine.sender_realtime,
                      slots=[[int(k), round(late, 7)] for k, late in
                             zip(engine.sender.lateness_frames, engine.sender.lateness)],
@@ -160,9 +167,41 @@ def run_live(args) -> int:
         except OSError as e:
             print(f"{PROG}: error: --stats-json {args.stats_json}: cannot write it "
                   f"({(e.strerror or str(e)).lower()})", file=sys.stderr, flush=True)
-    say(f"stopped ({engine.stop_reason}): {stats['frames_sent']} frames sent, "
-        f"{stats['late_frames']} late, {stats['skipped_frames']} skipped")
+            status = status or 2
+    say(_stop_line(engine, stats))
     return status
+
+
+def tempo_used(engine) -> float | None:
+    """The tempo it played at: --bpm on its own clock; the daw's last tempo when it
+    followed a midi clock (None: no clock came)."""
+    if engine.follower is None:
+        return engine.config.bpm
+    return engine.follower.bpm or None
+
+
+def _ready_line(args, opened) -> str:
+    """What it waits for, and how to hear it alone: continue mode sends nothing until
+    the player has played a phrase."""
+    if args.clock == "midi":
+        return "waiting for the daw's midi clock (press play in the daw); ctrl+c stops"
+    if args.mode == "continue":
+        bars = f"{args.silence_bars:g} bar" + ("" if args.silence_bars == 1 else "s")
+        return (f"listening on {opened.in_name}: play a phrase and pause for {bars}, and "
+                "it answers in your key (to hear it play alone: --mode generate); ctrl+c "
+                "stops")
+    if args.mode == "accompany":
+        return (f"listening on {opened.in_name}: hold notes and it plays around them; "
+                "ctrl+c stops")
+    return "playing; ctrl+c stops"
+
+
+def _stop_line(engine, stats: dict) -> str:
+    """How it ended, each count saying what it counts."""
+    answers = (f"{stats['answers']} answers, " if engine.config.mode == "continue" else "")
+    return (f"stopped ({engine.stop_reason}): {answers}{stats['frames_sent']} frames with "
+            f"note changes sent ({stats['late_frames']} of them over {LATE_S * 1000:g} ms "
+            f"late), {stats['skipped_frames']} frames skipped (the model fell behind)")
 
 
 def _banner(say, args, backend, opened, session, config, per_step: float) -> None:

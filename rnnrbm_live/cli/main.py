@@ -13,13 +13,42 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rnnrbm_live.cli import options
+from rnnrbm_live.cli import checks, options
 from rnnrbm_live.cli.options import PROG
 from rnnrbm_live.errors import UserError
 
 
+# Options of the top level that every command takes as its own when written before it.
+ANY_COMMAND = ("quiet", "verbose")
+PORTS_TAKES = ("backend", "client_name")
+
+
 def build_parser() -> argparse.ArgumentParser:
     return options.build_parser(run_ports, _add_offline_commands)
+
+
+def apply_options_before_command(parser: argparse.ArgumentParser, args) -> None:
+    """`rnnrbm-live --model jsb_chorales --seed 5 continue tune.mid`: options written
+    before a command apply to it when it has them (as `git -C` or `docker --host` do), and
+    are a one-line error when it has not, or when one is given twice, differently. Never
+    silently dropped."""
+    before = options.given(args, parser.prog)
+    command = getattr(args, "command", None)
+    if command is None:
+        return
+    sub = parser.command_parsers[command]
+    after = options.given(args, sub.prog)
+    takes = {action.dest for action in sub._actions}  # argparse keeps no public list
+    takes.update(ANY_COMMAND + (PORTS_TAKES if command == "ports" else ()))
+    for dest, value in before.items():
+        option = checks.option_name(dest)
+        if dest not in takes:
+            raise UserError(f"{option} before {command}: {command} has no such option (it "
+                            f"is for live play); drop it, see {PROG} {command} --help")
+        if dest in after and after[dest] != value:
+            raise UserError(f"{option} given twice, {checks.shown(value)} before {command} "
+                            f"and {checks.shown(after[dest])} after it; give it once")
+        setattr(args, dest, value)
 
 
 def _add_offline_commands(sub) -> None:
@@ -32,6 +61,7 @@ def _add_offline_commands(sub) -> None:
 
 def run_ports(args) -> int:
     from rnnrbm_live.live import ports
+    checks.check_client_name(getattr(args, "client_name", PROG))
     backend = ports.choose_backend(getattr(args, "backend", "auto"))
     print(ports.describe_ports(backend, getattr(args, "client_name", PROG)))
     return 0
@@ -44,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        apply_options_before_command(parser, args)
         func = getattr(args, "func", None)
         if func is not None:
             return int(func(args) or 0)

@@ -7,10 +7,12 @@ import argparse
 import sys
 from typing import Callable
 
+from rnnrbm_live.bundled import bundled_names
+from rnnrbm_live.cli import checks
 from rnnrbm_live.errors import UserError
 from rnnrbm_live.offline.continuation import (DEFAULT_MAX_PRIMER_BARS, DEFAULT_MODEL,
                                               GENERATE_BPM, Continuation, continue_midi,
-                                              generate)
+                                              generate, parse_time_signature)
 from rnnrbm_live.offline.output import note
 
 
@@ -52,8 +54,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None,
                    help="the same seed writes the same files (default: a random one, "
                         "printed)")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help="a bundled model name or a .onnx file (default %(default)s)")
+    p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|PATH",
+                   help=f"a bundled model ({', '.join(bundled_names()) or 'none installed'}"
+                        ") or an exported STEM.onnx (default %(default)s)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where to run the model (default %(default)s: the GPU when there "
                         "is one)")
@@ -68,8 +71,43 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace files of an earlier run (by default a file that exists "
                         "is an error)")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print only the written files and errors")
 
 
+# ----------------------------------------------------------------------------- checks
+
+OFFLINE_NUMBERS = ("bars", "variations", "temperature", "seed", "threads",
+                   "max_primer_bars", "bpm")
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """The options of `continue` and `generate`, before the model opens; UserError names
+    the option, the value and the range."""
+    checks.check_ranges(args, OFFLINE_NUMBERS)
+    signature = getattr(args, "time_signature", None)
+    if signature is not None:
+        try:
+            parse_time_signature(signature)
+        except UserError:
+            raise UserError(f"--time-signature {signature}: give it as beats/note value, "
+                            "beats 1 to 64, note value 1, 2, 4, 8, 16 or 32 (e.g. 4/4, "
+                            "3/4 or 6/8)") from None
+
+
+def _checked(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A command that first checks its options: a bad one is one line, exit status 2."""
+    def checked_run(args: argparse.Namespace) -> int:
+        try:
+            check_options(args)
+        except UserError as e:
+            print(f"rnnrbm-live: error: {e}", file=sys.stderr)
+            return 2
+        return run(args)
+    return checked_run
+
+
+@_checked
 def _run_continue(args: argparse.Namespace) -> int:
     return _guarded(lambda: continue_midi(
         args.primer, bars=args.bars, variations=args.variations,
@@ -79,6 +117,7 @@ def _run_continue(args: argparse.Namespace) -> int:
         progress=True, overwrite=args.overwrite), quiet=getattr(args, "quiet", False))
 
 
+@_checked
 def _run_generate(args: argparse.Namespace) -> int:
     return _guarded(lambda: generate(
         bars=args.bars, variations=args.variations, temperature=args.temperature,
@@ -107,6 +146,6 @@ def _guarded(run: Callable[[], Continuation], quiet: bool = False) -> int:
         return 0
     key = f", primer in {result.key} (shifted {result.shift:+d} to c)" \
         if result.key is not None else ""
-    note(f"{len(result.rolls)} x {result.bars} bars on {result.provider}, "
-          f"seed {result.seed}{key}")
+    note(f"{len(result.rolls)} x {result.bars} bars of model {result.model} on "
+         f"{result.provider}, seed {result.seed}{key}")
     return 0

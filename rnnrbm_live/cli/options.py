@@ -4,9 +4,8 @@ opens (one line naming the option and value, exit status 2)."""
 from __future__ import annotations
 
 import argparse
-import math
-import os
 
+from rnnrbm_live.cli import checks
 from rnnrbm_live.errors import UserError
 from rnnrbm_live.live.controls import CCMap, describe
 
@@ -52,11 +51,51 @@ def _velocity(text: str) -> int | None:
     return value
 
 
+# --cc-NAME: (default, what that input cc does)
+CC_OPTIONS = {
+    "temperature": (1, "sets the temperature, 0.1..2; 1 is the mod wheel"),
+    "lock": (20, "turns the scale lock on (64..127) and off"),
+    "key": (21, "picks the lock's key: 0..11 c..b major, 12..23 minor, 24..127 follow "
+                "the player"),
+    "panic": (22, "silences every note at once; cc 120 and 123 always do"),
+}
+
+
+def given(args, prog: str) -> dict:
+    """The options typed on the command line of parser `prog` (dest -> value), not
+    their defaults; taken out of args."""
+    return vars(args).pop(f"_given:{prog}", {})
+
+
+def _mark(parser, namespace, dest: str, value) -> None:
+    # Keyed by the parser's prog: a subcommand's namespace is copied over the top level's.
+    vars(namespace).setdefault(f"_given:{parser.prog}", {})[dest] = value
+
+
+class _Store(argparse._StoreAction):
+    def __call__(self, parser, namespace, values, option_string=None):
+        super().__call__(parser, namespace, values, option_string)
+        _mark(parser, namespace, self.dest, values)
+
+
+class _StoreTrue(argparse._StoreTrueAction):
+    def __call__(self, parser, namespace, values, option_string=None):
+        super().__call__(parser, namespace, values, option_string)
+        _mark(parser, namespace, self.dest, True)
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad command line is one line (no usage block), exit status 2."""
+    """argparse, but a bad command line is one line (no usage block), exit status 2, and
+    the options that were typed are told from defaults (see `given`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _Store)
+        self.register("action", "store", _Store)
+        self.register("action", "store_true", _StoreTrue)
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message.lower()}; see {self.prog} --help\n")
+        self.exit(2, f"{PROG}: error: {message.lower()}; see {self.prog} --help\n")
 
 
 def build_parser(run_ports, add_offline_commands) -> argparse.ArgumentParser:
@@ -115,10 +154,9 @@ def build_parser(run_ports, add_offline_commands) -> argparse.ArgumentParser:
                         "on linux when a jack server runs, else alsa (default %(default)s)")
     g.add_argument("--client-name", default=PROG, metavar="NAME",
                    help="client name of the virtual ports (default %(default)s)")
-    g.add_argument("--cc-temperature", type=int, default=1, metavar="CC")
-    g.add_argument("--cc-lock", type=int, default=20, metavar="CC")
-    g.add_argument("--cc-key", type=int, default=21, metavar="CC")
-    g.add_argument("--cc-panic", type=int, default=22, metavar="CC")
+    for control, (default, does) in CC_OPTIONS.items():
+        g.add_argument(f"--cc-{control}", type=int, default=default, metavar="CC",
+                       help=f"the input cc that {does} (default %(default)s)")
     g.add_argument("--state-cc", type=int, default=None, metavar="CC",
                    help="send the state (0 idle, 1 listening, 2 answering, 3 playing) as "
                         "this CC on the output channel (default: off)")
@@ -155,58 +193,31 @@ def build_parser(run_ports, add_offline_commands) -> argparse.ArgumentParser:
                        help="as for live play (default auto)")
     ports.set_defaults(func=run_ports)
     add_offline_commands(sub)
+    p.command_parsers = sub.choices
     return p
 
 
-def check(args) -> None:
-    def bad(option: str, value, what: str):
-        shown = f"{value:g}" if isinstance(value, float) else value
-        raise UserError(f"{option} {shown}: {what}")
+LIVE_NUMBERS = ("bpm", "temperature", "seed", "frames_per_beat", "beats_per_bar",
+                "silence_bars", "answer_bars", "max_answer_bars", "channel", "latency_ms",
+                "cc_temperature", "cc_lock", "cc_key", "cc_panic", "state_cc", "threads",
+                "compute_ms", "realtime_priority", "stop_after")
 
-    if not math.isfinite(args.bpm) or not 20 <= args.bpm <= 400:
-        bad("--bpm", args.bpm, "give a tempo between 20 and 400")
-    if not 1 <= args.channel <= 16:
-        bad("--channel", args.channel, "give a midi channel 1-16")
-    if not math.isfinite(args.temperature) or not 0.05 <= args.temperature <= 10:
-        bad("--temperature", args.temperature, "give a temperature between 0.05 and 10")
-    if not math.isfinite(args.latency_ms) or abs(args.latency_ms) > 1000:
-        bad("--latency-ms", args.latency_ms, "give an offset between -1000 and 1000 ms")
-    for option, value in (("--silence-bars", args.silence_bars),
-                          ("--answer-bars", args.answer_bars),
-                          ("--max-answer-bars", args.max_answer_bars)):
-        if value is not None and (not math.isfinite(value) or not 0 < value <= 256):
-            bad(option, value, "give a number of bars above 0 (at most 256)")
-    if not 1 <= args.beats_per_bar <= 32:
-        bad("--beats-per-bar", args.beats_per_bar, "give 1 to 32 beats")
-    if args.frames_per_beat is not None and not 1 <= args.frames_per_beat <= 24:
-        bad("--frames-per-beat", args.frames_per_beat, "give 1 to 24 frames per beat")
-    if not 0 <= args.realtime_priority <= 99:
-        bad("--realtime-priority", args.realtime_priority, "give 0 (off) to 99")
-    if args.threads < 1:
-        bad("--threads", args.threads, "give at least 1 thread")
-    if not math.isfinite(args.compute_ms) or not 1 <= args.compute_ms <= 1000:
-        bad("--compute-ms", args.compute_ms, "give 1 to 1000 ms")
-    if args.stop_after is not None and not args.stop_after > 0:
-        bad("--stop-after", args.stop_after, "give a positive number of seconds")
-    if args.state_cc is not None and not 0 <= args.state_cc <= 119:
-        bad("--state-cc", args.state_cc, "give a controller number 0-119")
+
+def check(args) -> None:
+    """Every live option, before anything opens; UserError names the option and value."""
+    checks.check_ranges(args, LIVE_NUMBERS)
+    if args.answer_bars is not None and args.answer_bars > args.max_answer_bars:
+        raise UserError(f"--answer-bars {args.answer_bars:g}: longer than --max-answer-bars "
+                        f"{args.max_answer_bars:g}; raise that too or shorten the answer")
     try:
         cc_map(args).check()
     except ValueError as e:
         raise UserError(str(e)) from None
+    checks.check_client_name(args.client_name)
     if args.record is not None:
-        path = os.path.abspath(args.record)
-        folder = os.path.dirname(path)
-        if os.path.isdir(path):
-            raise UserError(f"--record {args.record}: is a folder; give a file name such "
-                            "as take.mid")
-        if not os.path.isdir(folder):
-            raise UserError(f"--record {args.record}: the folder {folder} does not exist; "
-                            "create it or record elsewhere")
-        if not os.access(folder, os.W_OK) or (os.path.exists(path)
-                                              and not os.access(path, os.W_OK)):
-            raise UserError(f"--record {args.record}: cannot write there; choose a "
-                            "writable place")
+        checks.check_output_file("--record", args.record, "take.mid")
+    if args.stats_json is not None:
+        checks.check_output_file("--stats-json", args.stats_json, "stats.json")
 
 
 def cc_map(args) -> CCMap:

@@ -33,6 +33,9 @@ import mido
 from rnnrbm_live.errors import UserError
 
 CLIENT_NAME = "rnnrbm-live"
+# A bare `jackd` only prints its usage: name commands that start a server.
+START_JACK = ("start a jack server: jackd -d alsa (a desktop's sound card), pw-jack "
+              "rnnrbm-live (pipewire's jack), qjackctl, or jackd -d dummy (no sound card)")
 OUT_NAME = "out"
 IN_NAME = "in"
 
@@ -130,20 +133,19 @@ def choose_backend(requested: str = "auto") -> Backend:
             key = "alsa"
             if not os.path.exists("/dev/snd/seq"):
                 raise UserError("no midi system found: no jack server is running and alsa "
-                                "has no sequencer (/dev/snd/seq); start jack (jackd) or "
-                                "load snd-seq, then try again, or use --backend jack")
+                                f"has no sequencer (/dev/snd/seq); {START_JACK}; or load "
+                                "the snd-seq kernel module")
     api = API_NAMES[key]
     if not _compiled(api):
         raise UserError(f"--backend {key}: this python-rtmidi was built without {key} "
                         "support; choose another --backend (see rnnrbm-live ports)")
     if key == "jack" and not jack_running():
-        raise UserError("--backend jack: no jack server is running; start one (jackd, "
-                        "qjackctl or pipewire-jack) and try again")
+        raise UserError(f"--backend jack: no jack server is running; {START_JACK}")
     if key == "alsa" and sys.platform.startswith("linux") \
             and not os.path.exists("/dev/snd/seq"):
         raise UserError("--backend alsa: alsa midi is not available here (no "
-                        "/dev/snd/seq); start jack and use --backend jack, or load the "
-                        "snd-seq kernel module")
+                        f"/dev/snd/seq); {START_JACK}, and use --backend jack; or load "
+                        "the snd-seq kernel module")
     if key == "jack":
         os.environ.setdefault("JACK_NO_START_SERVER", "1")
     return Backend(key=key, api=api, mido=mido.Backend(f"mido.backends.rtmidi/{api}"))

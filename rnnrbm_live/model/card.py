@@ -71,8 +71,7 @@ def load_model(spec: str | Path) -> StepModel:
     """A bundled model by name, or an exported one by path; its card checked against its graph."""
     name, onnx_path, card_path = resolve(spec)
     if not onnx_path.is_file():
-        raise UserError(f"{onnx_path}: no such model file; export one with rnnrbm-export "
-                        f"or use a bundled model ({_bundled_list()})")
+        raise UserError(_not_a_model(str(spec), onnx_path))
     if not card_path.is_file():
         raise UserError(f"{card_path}: the model card is missing beside {onnx_path.name}; "
                         f"re-export the model with rnnrbm-export")
@@ -86,7 +85,8 @@ def load_model(spec: str | Path) -> StepModel:
 def resolve(spec: str | Path) -> tuple[str, Path, Path]:
     """(name, .onnx path, .onnx.json path) of a bundled name or a path."""
     text = str(spec)
-    if isinstance(spec, str) and _looks_like_name(text) and not Path(text + ".onnx").exists():
+    if isinstance(spec, str) and _looks_like_name(text) and not Path(text + ".onnx").exists() \
+            and not Path(text).is_file():
         path = bundled_path(text)
         if path is None:
             raise UserError(f"unknown model {text!r}: bundled models are {_bundled_list()}; "
@@ -94,6 +94,18 @@ def resolve(spec: str | Path) -> tuple[str, Path, Path]:
         return text, path, path.with_name(path.name + ".json")
     stem = text.removesuffix(".json").removesuffix(".onnx")
     return Path(stem).name, Path(stem + ".onnx"), Path(stem + ".onnx.json")
+
+
+def _not_a_model(given: str, onnx_path: Path) -> str:
+    """The path the user gave, not only the .onnx path it led to."""
+    if Path(given).is_file():
+        return (f"{given}: not an exported model; give the STEM.onnx that rnnrbm-export "
+                f"wrote (its card STEM.onnx.json beside it) or a bundled model ({_bundled_list()})")
+    if given in (str(onnx_path), f"{onnx_path}.json") or not Path(given).suffix:  # the 3 forms
+        named = f"{onnx_path}: no such model file"
+    else:
+        named = f"{given}: no such model file (nor {onnx_path})"
+    return f"{named}; export one with rnnrbm-export or use a bundled model ({_bundled_list()})"
 
 
 def _looks_like_name(text: str) -> bool:
