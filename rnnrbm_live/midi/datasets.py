@@ -62,6 +62,8 @@ def load_split(
     augment_all_keys: bool = False,
     cache_dir: Path | None = None,
     progress: bool = False,
+    report: bool = True,
+    mapped: bool = False,
 ) -> list[np.ndarray]:
     """The sequences of one split, each a [T, 88] uint8 array of 0/1.
 
@@ -76,6 +78,9 @@ def load_split(
       every key. Applied after transpose_to_c, sequence by sequence.
     cache_dir: where parsed MIDI files are kept (default $XDG_CACHE_HOME/rnnrbm-live).
     progress: draw a progress bar over a folder's files.
+    report: print the one-line summary of a folder's files (read, skipped and why).
+    mapped: return a folder's rolls as read-only views of one memory-mapped file per
+      split (built once from the cache), so a corpus larger than memory can be used.
     """
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
@@ -84,7 +89,7 @@ def load_split(
     else:
         grid = _FOLDER_FRAMES_PER_BEAT if frames_per_beat is None else frames_per_beat
         grid = _check_frames_per_beat(grid)
-        sequences = _load_folder(_as_folder(source), split, grid, cache_dir, progress)
+        sequences = _load_folder(_as_folder(source), split, grid, cache_dir, progress, report)
         if transpose_to_c:
             sequences = [keys.transpose(roll, keys.shift_to_c(roll)) for roll in sequences]
     if augment_all_keys:
@@ -166,7 +171,7 @@ def _as_folder(source: str | Path) -> Path:
 
 
 def _load_folder(
-    folder: Path, split: str, frames_per_beat: int, cache_dir: Path | None, progress: bool
+    folder: Path, split: str, frames_per_beat: int, cache_dir: Path | None, progress: bool, report: bool
 ) -> list[np.ndarray]:
     files = midi_files(folder)
     if not files:
@@ -186,7 +191,8 @@ def _load_folder(
             skipped.append(f"{path.relative_to(folder).as_posix()}: {result}")
         else:
             rolls.append(result)
-    print(_summary(folder, split, len(rolls), skipped), file=sys.stderr)
+    if report:
+        print(_summary(folder, split, len(rolls), skipped), file=sys.stderr)
     if not rolls:
         raise UserError(
             f"{folder}: no usable midi file in the {split} split; fix or replace the files above"
