@@ -125,9 +125,15 @@ class _Losses(torch.nn.Module):
 
     def forward(self, which: str, v: torch.Tensor, mask: torch.Tensor, uniforms=None):
         if which == "rnn":  # the paper's RNN pretraining: next-frame cross-entropy
-            xent = self.model.next_frame_xent(v, mask)
-            return xent, xent.detach()
-        return self.model.cd_loss(v, mask, uniforms=uniforms)
+            cost = self.model.next_frame_xent(v, mask)
+            monitor = cost.detach()
+        else:
+            cost, monitor = self.model.cd_loss(v, mask, uniforms=uniforms)
+        # Every parameter in the graph, with a zero gradient where this cost does not reach
+        # it (a one-frame batch's RNN, pretraining's other half): DDP then needs no search
+        # for unused parameters on every step.
+        unused = sum(p.sum() for p in self.model.parameters() if p.requires_grad)
+        return cost + 0.0 * unused, monitor
 
 
 class Trainer:
@@ -156,7 +162,7 @@ class Trainer:
         self.model = (fine_tuned(s, fpb) if s.init_from else RNNRBM(model_config(s, fpb))).to(self.device)
         self.losses = _Losses(self.model)
         if world.size > 1:  # broadcasts rank 0's weights, then averages every step's gradients
-            self.losses = torch.nn.parallel.DistributedDataParallel(self.losses, find_unused_parameters=True)
+            self.losses = torch.nn.parallel.DistributedDataParallel(self.losses)
         self.uniforms = Uniforms(self.device, [s.seed, 5, world.rank])  # pretraining's noise
         self.opt = make_optimizer(s, [p for p in self.model.parameters() if p.requires_grad])
         self.epoch = 0
