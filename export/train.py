@@ -1,7 +1,11 @@
 """`rnnrbm-train`: train an RNN-RBM on a bundled dataset or a folder of MIDI files.
 
 Writes into --out: last.safetensors (+ .json, + .state.safetensors for --resume) every
-epoch and on Ctrl+C, and best.safetensors (+ .json), the checkpoint best on valid."""
+epoch and on Ctrl+C, and best.safetensors (+ .json), the checkpoint best on valid.
+
+Several GPUs or machines: `torchrun --nproc-per-node N -m rnnrbm_export.train ...` trains
+one model with N processes (DDP); --batch-size stays the global batch
+(docs/distributed-training.md)."""
 
 from __future__ import annotations
 

@@ -219,6 +219,10 @@ def test_help_describes_every_option(capsys):
         train_main(["--help"])
     out = capsys.readouterr().out
     assert "the valid measure that picks" in out and "std of the RNN weights at init" in out
+    flat = " ".join(out.split())
+    assert "bundled: jsb_chorales, nottingham, musedata, piano_midi" in flat  # issue 11: the names
+    assert "--optimizer {adam,sgd}" in flat and "--lr-schedule {constant,cosine,plateau}" in flat
+    assert "--select {ll,acc}" in flat and "over all processes together (torchrun)" in flat
     for name in TrainSettings.__dataclass_fields__:
         assert f"--{name.replace('_', '-')}" in out
 
