@@ -65,8 +65,13 @@ def start(world: World, device: str) -> torch.device:
         chosen = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(chosen)
     backend = "nccl" if chosen.type == "cuda" else "gloo"
-    dist.init_process_group(backend, timeout=_COLLECTIVE_TIMEOUT,
-                            device_id=chosen if chosen.type == "cuda" else None)
+    try:
+        dist.init_process_group(backend, timeout=_COLLECTIVE_TIMEOUT,
+                                device_id=chosen if chosen.type == "cuda" else None)
+    except (ValueError, RuntimeError) as e:  # WORLD_SIZE set by hand without MASTER_ADDR, a port taken, ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"rank {world.rank} of {world.size}: cannot join the other processes ({first}); "
+                        f"start with torchrun") from None
     return chosen
 
 

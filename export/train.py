@@ -198,7 +198,8 @@ class Trainer:
 
     def meta(self) -> dict:
         return {"epoch": self.epoch, "train_settings": asdict(self.s), "best": self.best,
-                "history": self.history, "command": self.command, "world_size": self.world.size}
+                "history": self.history, "command": self.command, "world_size": self.world.size,
+                "bad_checks": self.bad_checks}
 
     def save(self, name: str, with_state: bool) -> None:
         if not self.world.main:

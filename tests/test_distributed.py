@@ -111,3 +111,16 @@ def test_sigterm_to_one_rank_stops_both_and_rank_0_saves_once(tmp_path):
     assert "exitcode  : 130" in err and "train.py" not in err and "KeyboardInterrupt" not in err, err[-3000:]
     card = json.loads((tmp_path / "last.json").read_text())
     assert card["epoch"] >= 1 and card["world_size"] == 2
+
+
+def test_a_world_set_by_hand_without_torchrun_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    assert train_main([*ARGS, "--out", str(tmp_path), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rnnrbm-train: rank 0 of 2: cannot join") and err.endswith("start with torchrun")
+    assert "\n" not in err
+    monkeypatch.setenv("RANK", "2")
+    assert train_main([*ARGS, "--out", str(tmp_path), "--epochs", "1"]) == 2
+    assert "RANK 2 of WORLD_SIZE 2" in capsys.readouterr().err
