@@ -51,10 +51,8 @@ def frames_per_second(pieces, batch_size: int, device: str, seconds: float, opti
                 return frames / (time.perf_counter() - t0)
 
 
-def torchrun_frames_per_second(data: str, nproc: int, seqs: int, seq_len: int, device: str) -> float:
+def torchrun_frames_per_second(data: str, nproc: int, threads: int, seqs: int, seq_len: int, device: str) -> float:
     """The second epoch's frames/s of rnnrbm-train under torchrun (the first pays for warming up)."""
-    cores = len(os.sched_getaffinity(0))
-    threads = max(1, cores // nproc) if device == "cpu" else 1
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                "-m", "rnnrbm_export.train", "--data", data, "--train-max-seqs", str(seqs), "--seq-len", str(seq_len),
@@ -67,18 +65,19 @@ def torchrun_frames_per_second(data: str, nproc: int, seqs: int, seq_len: int, d
 
 
 def torchrun_rows(args) -> None:
+    cores = len(os.sched_getaffinity(0))
     print(f"rnnrbm-train under torchrun: {args.torchrun_seqs} sequences of {args.data}, chunks of {args.seq_len}, "
-          f"global batch 64, adam, the cpu threads split between the processes")
-    print(f"{'device':<6} {'processes':<34} {'frames/s':>12} {'vs 1 process':>12}")
-    cases = [("cpu", n) for n in (1, 2)]
+          f"global batch 64, adam; {cores} cores")
+    print(f"{'device':<6} {'processes':<44} {'frames/s':>12} {'vs 1 x 1':>12}")
+    cases = [("cpu", 1, 1), ("cpu", 2, 1), ("cpu", 1, cores)]
     if torch.cuda.is_available():
-        cases += [("cuda", n) for n in sorted({1, torch.cuda.device_count()})]
+        cases += [("cuda", n, 1) for n in sorted({1, torch.cuda.device_count()})]
     base = {}
-    for device, n in cases:
-        fps = torchrun_frames_per_second(args.data, n, args.torchrun_seqs, args.seq_len, device)
+    for device, n, threads in cases:
+        fps = torchrun_frames_per_second(args.data, n, threads, args.torchrun_seqs, args.seq_len, device)
         base.setdefault(device, fps)
-        print(f"{device:<6} {f'torchrun --nproc-per-node {n}':<34} {fps:>12,.0f} {fps / base[device]:>11.2f}x",
-              flush=True)
+        name = f"torchrun --nproc-per-node {n}" + (f", {threads} thread(s) each" if device == "cpu" else "")
+        print(f"{device:<6} {name:<44} {fps:>12,.0f} {fps / base[device]:>11.2f}x", flush=True)
     if not torch.cuda.is_available():
         print("no gpu: torch sees no cuda device, so the torchrun rows on gpus (nccl) were not measured")
 
@@ -107,7 +106,7 @@ def main() -> None:
                 continue
             fps = frames_per_second(pieces, b, device, args.seconds, opt)
             base = base or fps
-            print(f"{device:<6} {name:<34} {fps:>12,.0f} {fps / base:>11.1f}x", flush=True)
+            print(f"{device:<6} {name:<44} {fps:>12,.0f} {fps / base:>11.1f}x", flush=True)
     if not torch.cuda.is_available():
         print("no gpu: torch sees no cuda device, so the gpu rows were not measured")
     torchrun_rows(args)
