@@ -1,6 +1,7 @@
 """rnnrbm-train under a real torchrun (2 processes, gloo on the CPU): one step of 2 ranks x
-4 sequences is the step of one process on the same 8; --resume goes on with another world
-size; SIGTERM to one rank stops both, and rank 0 alone saves, once."""
+4 sequences is the step of one process on the same 8, and the same run twice gives the same
+bytes; --resume goes on with another world size; SIGTERM to one rank stops both, and rank 0
+alone saves, once."""
 
 from __future__ import annotations
 
@@ -51,11 +52,14 @@ def assert_same_weights(a: Path, b: Path) -> None:
 
 @pytest.mark.slow
 def test_two_ranks_of_four_equal_one_process_of_eight_and_resume_with_another_world(tmp_path):
-    one, two, init = tmp_path / "one", tmp_path / "two", tmp_path / "init"
-    run = torchrun(two, "--epochs", "1")
+    one, two, init, again = tmp_path / "one", tmp_path / "two", tmp_path / "init", tmp_path / "again"
+    run, rerun = torchrun(two, "--epochs", "1"), torchrun(again, "--epochs", "1")
     assert train_main([*ARGS, "--out", str(one), "--epochs", "1"]) == 0
     assert train_main([*ARGS, "--out", str(init), "--epochs", "1", "--lr", "0"]) == 0
     out, err = finished(run)
+    finished(rerun)
+    # same seed, same world size: the same bytes
+    assert (two / "last.safetensors").read_bytes() == (again / "last.safetensors").read_bytes()
 
     moved = max(float((weights(one)[n] - weights(init)[n]).abs().max()) for n in CONTRACT_PARAMETERS)
     assert moved > 1e-3  # the step did something, so the comparison below means something
