@@ -1,17 +1,21 @@
 """`rnnrbm-train`: train an RNN-RBM on a bundled dataset or a folder of MIDI files.
 
 Writes into --out: last.safetensors (+ .json, + .state.safetensors for --resume) every
-epoch and on Ctrl+C, and best.safetensors (+ .json), the checkpoint best on valid."""
+epoch and on Ctrl+C, and best.safetensors (+ .json), the checkpoint best on valid.
+
+Several GPUs or machines: `torchrun --nproc-per-node N -m rnnrbm_export.train ...` trains
+one model with N processes (DDP); --batch-size stays the global batch
+(docs/distributed-training.md)."""
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import itertools
 import json
 import math
 import re
 import shlex
-import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -25,10 +29,17 @@ from rnnrbm_live.midi.datasets import DATASETS, dataset_frames_per_beat, load_sp
 from rnnrbm_live.errors import UserError
 from rnnrbm_live.midi.keys import transpose
 
-from . import batching
-from .checkpoint import load_checkpoint, load_state, pick_device, resolve, save_checkpoint
+from . import batching, distributed
+from .checkpoint import load_checkpoint, resolve, save_checkpoint
+from .distributed import StopSignal, World
 from .model import RNNRBM, RNNRBMConfig
+from .piece_noise import PieceNoise
+from .train_state import flat_optimizer_state, load_optimizer_state, read_resume_point
 from .uniforms import Uniforms
+
+OPTIMIZERS = ("adam", "sgd")
+LR_SCHEDULES = ("constant", "cosine", "plateau")
+SELECTS = ("ll", "acc")
 
 
 @dataclass
@@ -36,7 +47,7 @@ class TrainSettings:
     data: str = "jsb_chorales"  # a bundled dataset name or a folder of MIDI files
     out: str = "runs/jsb"  # folder for checkpoints
     epochs: int = 200  # passes over the training split (pretraining not counted)
-    batch_size: int = 8  # sequences (or chunks) per update
+    batch_size: int = 8  # sequences (or chunks) per update, over all processes together (torchrun)
     seq_len: int = 0  # cut sequences into chunks of this many frames; 0 = whole sequences
     lr: float = 1e-3  # learning rate
     optimizer: str = "adam"  # adam | sgd (sgd with lr 1e-3, batch 1, seq_len 100 is the tutorial)
@@ -97,7 +108,7 @@ def make_optimizer(s: TrainSettings, params) -> torch.optim.Optimizer:
         return torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
     if s.optimizer == "sgd":
         return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
-    raise UserError(f"--optimizer {s.optimizer}: unknown optimizer; use adam or sgd")
+    raise UserError(f"--optimizer {s.optimizer}: unknown optimizer; use {' or '.join(OPTIMIZERS)}")
 
 
 def learning_rate(s: TrainSettings, epoch: int, plateau_halvings: int) -> float:
@@ -108,20 +119,72 @@ def learning_rate(s: TrainSettings, epoch: int, plateau_halvings: int) -> float:
     return s.lr
 
 
-class Trainer:
-    """One training run: data, model, optimizer, the valid check and the checkpoints."""
+class _Losses(torch.nn.Module):
+    """The model's training costs behind one forward(), so that DistributedDataParallel,
+    which hooks forward(), averages the gradients of whichever cost a step uses."""
 
-    def __init__(self, s: TrainSettings, command: str = ""):
+    def __init__(self, model: RNNRBM):
+        super().__init__()
+        self.model = model
+
+    def forward(self, which: str, v: torch.Tensor, mask: torch.Tensor, uniforms=None):
+        if which == "rnn":  # the paper's RNN pretraining: next-frame cross-entropy
+            cost = self.model.next_frame_xent(v, mask)
+            monitor = cost.detach()
+        else:
+            cost, monitor = self.model.cd_loss(v, mask, uniforms=uniforms)
+        # Every parameter in the graph, with a zero gradient where this cost does not reach
+        # it (a one-frame batch's RNN, pretraining's other half): DDP then needs no search
+        # for unused parameters on every step.
+        unused = sum(p.sum() for p in self.model.parameters() if p.requires_grad)
+        return cost + 0.0 * unused, monitor
+
+
+class Trainer:
+    """One training run: data, model, optimizer, the valid check and the checkpoints.
+    Under torchrun every rank holds one, trains its share of each batch, and only rank 0
+    writes."""
+
+    def __init__(self, s: TrainSettings, command: str = "", world: World = World(),
+                 device: torch.device | None = None, stop: StopSignal | None = None):
         self.s = s
         self.command = command  # how this run was started, kept in every checkpoint
         self.out = Path(s.out)
-        self.device = pick_device(s.device)
+        self.world = world
+        self.device = device or distributed.start(world, s.device)
+        self.stop = stop or StopSignal(world, self.device)
         if s.threads:
             torch.set_num_threads(s.threads)
+        if s.select not in SELECTS:
+            raise UserError(f"--select {s.select}: unknown measure; use {' or '.join(SELECTS)}")
+        if s.batch_size < world.size:
+            raise UserError(f"--batch-size {s.batch_size}: smaller than the {world.size} processes; "
+                            f"give each at least one sequence per update")
         fpb = dataset_frames_per_beat(s.data) if s.data in DATASETS else 2
-        load = dict(frames_per_beat=None if s.data in DATASETS else fpb, transpose_to_c=s.transpose_to_c)
-        self.train_set = load_split(s.data, "train", augment_all_keys=s.augment_all_keys, progress=True, **load)
+        self._load_data(fpb)
+        torch.manual_seed(s.seed)
+        self.model = (fine_tuned(s, fpb) if s.init_from else RNNRBM(model_config(s, fpb))).to(self.device)
+        self.losses = _Losses(self.model)
+        if world.size > 1:  # broadcasts rank 0's weights, then averages every step's gradients
+            self.losses = torch.nn.parallel.DistributedDataParallel(self.losses)
+        self.uniforms = Uniforms(self.device, [s.seed, 5, world.rank])  # pretraining's noise
+        self.opt = make_optimizer(s, [p for p in self.model.parameters() if p.requires_grad])
+        self.epoch = 0
+        self.history: list[dict] = []
+        self.best = {"valid_ll": -math.inf, "valid_acc": -math.inf, "epoch": None}
+        self.bad_checks = 0
+        self.halvings = 0
+
+    def _load_data(self, fpb: int) -> None:
+        s, w = self.s, self.world
+        load = dict(frames_per_beat=None if s.data in DATASETS else fpb, transpose_to_c=s.transpose_to_c,
+                    progress=w.main, report=w.main, mapped=True)
+        if w.local_rank:  # the first rank of each machine parses and caches; the others then read its cache
+            distributed.barrier()
+        self.train_set = load_split(s.data, "train", augment_all_keys=s.augment_all_keys, **load)
         self.valid_set = load_split(s.data, "valid", **load)
+        if not w.local_rank:
+            distributed.barrier()
         if s.valid_max_seqs:
             self.valid_set = self.valid_set[:s.valid_max_seqs]
         if s.train_max_seqs:
@@ -130,84 +193,96 @@ class Trainer:
             self.train_set = [transpose(x, k) for x in self.train_set
                               for k in range(-s.augment_semitones, s.augment_semitones + 1)]
         self.pieces = batching.chunk(self.train_set, s.seq_len)
-        if s.select not in ("ll", "acc"):
-            raise UserError(f"--select {s.select}: unknown measure; use ll or acc")
-        torch.manual_seed(s.seed)
-        self.model = (fine_tuned(s, fpb) if s.init_from else RNNRBM(model_config(s, fpb))).to(self.device)
-        self.uniforms = Uniforms(self.device, s.seed)
-        self.opt = make_optimizer(s, [p for p in self.model.parameters() if p.requires_grad])
-        self.epoch = 0
-        self.history: list[dict] = []
-        self.best = {"valid_ll": -math.inf, "valid_acc": -math.inf, "epoch": None}
-        self.bad_checks = 0
-        self.halvings = 0
 
     # --- checkpoints ---------------------------------------------------------------------
 
     def meta(self) -> dict:
         return {"epoch": self.epoch, "train_settings": asdict(self.s), "best": self.best,
-                "history": self.history, "command": self.command}
+                "history": self.history, "command": self.command, "world_size": self.world.size,
+                "bad_checks": self.bad_checks}
 
     def save(self, name: str, with_state: bool) -> None:
+        if not self.world.main:
+            return
         state = None
         if with_state:
-            state = {f"opt.{k}": v for k, v in _flat_optimizer_state(self.opt).items()}
+            state = {f"opt.{k}": v for k, v in flat_optimizer_state(self.opt).items()}
             state["rng.uniforms"] = self.uniforms.get_state()
         save_checkpoint(self.out / f"{name}.safetensors", self.model, self.meta(), state)
 
     def resume(self) -> None:
+        """Rank 0 reads out/last.safetensors and sends it to every rank: the run goes on
+        with any world size (batches and noise depend on the seed and epoch alone), and
+        the other machines need not see rank 0's disk."""
         path = self.out / "last.safetensors"
-        model, card = load_checkpoint(path, device=str(self.device))
-        self.model.load_state_dict(model.state_dict())
-        state = load_state(path, device=str(self.device))
-        _load_optimizer_state(self.opt, {k[4:]: v for k, v in state.items() if k.startswith("opt.")})
-        self.uniforms.set_state(state["rng.uniforms"])
+        payload = [read_resume_point(path) if self.world.main else None]
+        if self.world.size > 1:
+            torch.distributed.broadcast_object_list(payload, src=0)
+        if isinstance(payload[0], str):
+            raise UserError(payload[0])
+        weights, opt_state, card = payload[0]
+        self.model.load_state_dict({k: v.to(self.device) for k, v in weights.items()})
+        load_optimizer_state(self.opt, {k: v.to(self.device) for k, v in opt_state.items()})
         self.epoch, self.history, self.best = card["epoch"], card["history"], card["best"]
         self.bad_checks = card.get("bad_checks", 0)
         self.halvings = sum(1 for h in self.history if h.get("halved"))
-        tqdm.write(f"resumed {path} at epoch {self.epoch}")
+        if self.world.main:
+            tqdm.write(f"resumed {path} at epoch {self.epoch}")
 
     # --- training ------------------------------------------------------------------------
 
     def pretrain(self) -> None:
-        m = self.model
-        if self.s.pretrain_rbm:
-            opt = make_optimizer(self.s, [m.W, m.bv, m.bh])
-            for e in range(self.s.pretrain_rbm):
-                rng = np.random.default_rng([self.s.seed, 1, e])
-                it = batching.frame_batches(self.train_set, self.s.batch_size * 64, rng, self.device)
-                self._run_epoch(it, opt, f"rbm pretrain {e + 1}/{self.s.pretrain_rbm}", m.cd_loss)
-        if self.s.pretrain_rnn:
-            rnn = [m.Wvu, m.Wuu, m.bu, m.Wuv] + ([m.u0] if m.u0.requires_grad else [])
-            opt = make_optimizer(self.s, rnn)
-            for e in range(self.s.pretrain_rnn):
-                rng = np.random.default_rng([self.s.seed, 2, e])
-                it = batching.batches(self.pieces, self.s.batch_size, rng, self.device)
-                self._run_epoch(it, opt, f"rnn pretrain {e + 1}/{self.s.pretrain_rnn}",
-                                lambda v, mask, uniforms=None: (m.next_frame_xent(v, mask),) * 2)
+        m, s, w = self.model, self.s, self.world
+        if s.pretrain_rbm:
+            opt = make_optimizer(s, [m.W, m.bv, m.bh])
+            for e in range(s.pretrain_rbm):
+                rng = np.random.default_rng([s.seed, 1, e])
+                it = batching.frame_shares(self.train_set, s.batch_size * 64, rng, w.rank, w.size, self.device)
+                self._run_epoch(it, opt, f"rbm pretrain {e + 1}/{s.pretrain_rbm}", "cd", lambda share: self.uniforms)
+        if s.pretrain_rnn:
+            opt = make_optimizer(s, [m.Wvu, m.Wuu, m.bu, m.Wuv] + ([m.u0] if m.u0.requires_grad else []))
+            for e in range(s.pretrain_rnn):
+                rng = np.random.default_rng([s.seed, 2, e])
+                it = batching.shares(self.pieces, s.batch_size, rng, w.rank, w.size, self.device)
+                self._run_epoch(it, opt, f"rnn pretrain {e + 1}/{s.pretrain_rnn}", "rnn", lambda share: None)
 
-    def _run_epoch(self, it, opt, desc: str, loss_fn) -> dict:
+    def _run_epoch(self, shares, opt, desc: str, which: str, noise) -> dict:
         total = n = 0.0
-        bar = tqdm(it, desc=desc, leave=False, unit="batch", dynamic_ncols=True)
-        for v, mask in bar:
-            cost, monitor = loss_fn(v, mask, uniforms=self.uniforms)
+        bar = tqdm(shares, desc=desc, leave=False, unit="batch", dynamic_ncols=True, disable=not self.world.main)
+        for step in bar:
+            cost, monitor = self.losses(which, step.v, step.mask, uniforms=noise(step))
             opt.zero_grad(set_to_none=True)
-            cost.backward()
+            (cost * step.weight).backward()  # DDP averages over ranks: the whole batch's gradient
             if self.s.clip:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.s.clip)
             opt.step()
-            frames = float(mask.sum())
+            frames = float(step.mask.sum())
             total += float(monitor.detach()) * frames
             n += frames
-            bar.set_postfix(cost=f"{float(cost.detach()):.3f}", xent=f"{total / n:.3f}")
+            bar.set_postfix(cost=f"{float(cost.detach()):.3f}", xent=f"{total / max(n, 1):.3f}")
+            if self.stop.requested():
+                raise KeyboardInterrupt
+        total, n = distributed.sums([total, n], self.device)
         return {"xent": total / max(n, 1), "frames": n}
 
+    def _piece_noise(self, batch_counter):
+        def noise(step: batching.Share) -> PieceNoise:
+            return PieceNoise(self.device, self.s.seed, self.epoch, next(batch_counter), step.pieces,
+                              step.lengths, step.rows, step.global_shape)
+        return noise
+
     def check_valid(self) -> dict:
+        """AIS on this rank's share of valid, summed over ranks frame by frame."""
         from .measures import evaluate  # AIS lives there; imported late, it is heavy
 
-        r = evaluate(self.model, self.valid_set, n_runs=self.s.valid_runs, n_temps=self.s.valid_temps,
-                     acc_samples=0, seed=self.s.seed, device=str(self.device), progress=False)
-        return {"valid_ll": r["ll"], "valid_acc": r["acc"]}
+        mine = self.world.share(self.valid_set)
+        ll = acc = frames = 0.0
+        if mine:
+            r = evaluate(self.model, mine, n_runs=self.s.valid_runs, n_temps=self.s.valid_temps, acc_samples=0,
+                         seed=self.s.seed + self.world.rank, device=str(self.device), progress=False)
+            ll, acc, frames = r["ll"] * r["frames"], r["acc"] * r["frames"], r["frames"]
+        ll, acc, frames = distributed.sums([ll, acc, frames], self.device)
+        return {"valid_ll": ll / frames, "valid_acc": acc / frames}
 
     def run(self) -> Path:
         if self.s.resume:
@@ -220,19 +295,23 @@ class Trainer:
                 g["lr"] = lr
             rng = np.random.default_rng([self.s.seed, 0, self.epoch])
             t0 = time.perf_counter()
-            stats = self._run_epoch(batching.batches(self.pieces, self.s.batch_size, rng, self.device), self.opt,
-                                    f"epoch {self.epoch + 1}/{self.s.epochs}", self.model.cd_loss)
+            w = self.world
+            it = batching.shares(self.pieces, self.s.batch_size, rng, w.rank, w.size, self.device)
+            stats = self._run_epoch(it, self.opt, f"epoch {self.epoch + 1}/{self.s.epochs}", "cd",
+                                    self._piece_noise(itertools.count()))
             self.epoch += 1
             row = {"epoch": self.epoch, "lr": lr, "train_xent": stats["xent"],
                    "frames_per_s": stats["frames"] / (time.perf_counter() - t0)}
             if self.epoch % self.s.valid_every == 0 or self.epoch == self.s.epochs:
                 row.update(self._valid_and_keep_best())
             self.history.append(row)
-            tqdm.write(json.dumps(row))
+            if w.main:
+                tqdm.write(json.dumps(row))
             self.save("last", with_state=True)
             if self.s.patience and self.bad_checks >= self.s.patience:
-                tqdm.write(f"no better valid {self.s.select.upper()} in {self.bad_checks} checks: "
-                           f"stopping at epoch {self.epoch}")
+                if w.main:
+                    tqdm.write(f"no better valid {self.s.select.upper()} in {self.bad_checks} checks: "
+                               f"stopping at epoch {self.epoch}")
                 break
         return self.out / "best.safetensors"
 
@@ -251,28 +330,16 @@ class Trainer:
         return row
 
 
-def _flat_optimizer_state(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    out = {}
-    for i, st in enumerate(opt.state_dict()["state"].values()):
-        for k, v in st.items():
-            out[f"{i}.{k}"] = (v if torch.is_tensor(v) else torch.tensor(float(v))).detach().contiguous()
-    return out
-
-
-def _load_optimizer_state(opt: torch.optim.Optimizer, flat: dict[str, torch.Tensor]) -> None:
-    sd = opt.state_dict()
-    state: dict[int, dict] = {}
-    for key, v in flat.items():
-        i, name = key.split(".", 1)
-        state.setdefault(int(i), {})[name] = v
-    sd["state"] = state
-    opt.load_state_dict(sd)
-
-
 def _field_comments() -> dict[str, str]:
     """Each TrainSettings field's comment, which is its --help text: one place to say it."""
     source = inspect.getsource(TrainSettings)
     return {m[1]: m[2].strip().replace("%", "%%") for m in re.finditer(r"^\s+(\w+): [^#\n]*# (.*)$", source, re.MULTILINE)}
+
+
+# Choices shown in --help beside the option (the checks stay in the code, one line each).
+_METAVARS = {"data": "NAME|FOLDER", "optimizer": "{" + ",".join(OPTIMIZERS) + "}",
+             "lr_schedule": "{" + ",".join(LR_SCHEDULES) + "}", "select": "{" + ",".join(SELECTS) + "}",
+             "device": "{auto,cpu,cuda}"}
 
 
 def parse_args(argv: list[str] | None) -> TrainSettings:
@@ -280,42 +347,45 @@ def parse_args(argv: list[str] | None) -> TrainSettings:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = TrainSettings()
     helps = _field_comments()
+    helps["data"] += f"; bundled: {', '.join(DATASETS)}"
     for name, value in asdict(defaults).items():
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
             p.add_argument(flag, action="store_true", default=value, help=helps.get(name))
         else:
-            p.add_argument(flag, type=type(value), default=value,
+            p.add_argument(flag, type=type(value), default=value, metavar=_METAVARS.get(name),
                            help=f"{helps.get(name, '')} (default: {value!r})")
     return TrainSettings(**vars(p.parse_args(argv)))
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
-    trainer = None
-    # A scheduler's SIGTERM saves like Ctrl+C does (and Ctrl+C works in a background job,
-    # where the shell started us with SIGINT ignored).
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
+    trainer, world = None, World()
     try:
-        trainer = Trainer(settings, "rnnrbm-train " + shlex.join(sys.argv[1:] if argv is None else argv))
+        world = distributed.from_environment()
+        device = distributed.start(world, settings.device)
+        # A scheduler's SIGTERM saves like Ctrl+C does (and Ctrl+C works in a background job,
+        # where the shell started us with SIGINT ignored).
+        stop = StopSignal(world, device)
+        trainer = Trainer(settings, "rnnrbm-train " + shlex.join(sys.argv[1:] if argv is None else argv),
+                          world, device, stop)
         best = trainer.run()
     except UserError as e:
-        print(f"rnnrbm-train: {e}", file=sys.stderr)
+        if world.main:
+            print(f"rnnrbm-train: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        if trainer is not None:
+        if trainer is not None and world.main:
             trainer.save("last", with_state=True)
             print(f"\ninterrupted: saved {trainer.out / 'last.safetensors'} at epoch {trainer.epoch}; "
                   f"continue with --resume", file=sys.stderr)
         return 130
+    finally:
+        distributed.stop()
     b = trainer.best
-    print(f"best on valid ({settings.select}): epoch {b['epoch']}, LL {b['valid_ll']:.3f}, "
-          f"ACC {b['valid_acc']:.2f}; {best}")
+    if world.main:
+        print(f"best on valid ({settings.select}): epoch {b['epoch']}, LL {b['valid_ll']:.3f}, "
+              f"ACC {b['valid_acc']:.2f}; {best}")
     return 0
 
 

@@ -310,3 +310,54 @@ def test_progress_bar(song_folder: Path, tmp_path: Path, capsys) -> None:
 def _entry_roll(entry: Path) -> np.ndarray | None:
     with np.load(entry) as data:
         return data["roll"] if "roll" in data else None
+
+
+# --- at scale: a pool of parsers, the memory-mapped pack --------------------------------
+
+
+def test_a_pool_of_parsers_reads_what_one_process_reads(song_folder, tmp_path, capsys) -> None:
+    here = datasets.load_split(song_folder, "train", cache_dir=tmp_path / "here", workers=0)
+    line_here = capsys.readouterr().err
+    pooled = datasets.load_split(song_folder, "train", cache_dir=tmp_path / "pool", workers=2)
+    assert capsys.readouterr().err == line_here  # the same 3 skipped, named
+    assert len(pooled) == len(here) and all(np.array_equal(a, b) for a, b in zip(here, pooled))
+    assert len(cache_entries(tmp_path / "pool")) == len(cache_entries(tmp_path / "here"))
+
+
+def test_mapped_split_is_one_file_built_once(song_folder, tmp_path, capsys) -> None:
+    cache = tmp_path / "cache"
+    plain = datasets.load_split(song_folder, "train", cache_dir=cache)
+    line = capsys.readouterr().err
+    mapped = datasets.load_split(song_folder, "train", cache_dir=cache, mapped=True)
+    assert capsys.readouterr().err == line
+    assert all(isinstance(roll, np.memmap) and not roll.flags.writeable for roll in mapped)
+    assert len(mapped) == len(plain) and all(np.array_equal(a, b) for a, b in zip(plain, mapped))
+    packs = sorted((cache / "packs").iterdir())
+    assert [p.suffix for p in packs] == [".json", ".rolls"]
+    assert packs[1].stat().st_size == 88 * sum(len(roll) for roll in plain)
+    # The pack alone answers the next load: without the per-file entries nothing is parsed again.
+    for entry in cache_entries(cache):
+        entry.unlink()
+    again = datasets.load_split(song_folder, "train", cache_dir=cache, mapped=True)
+    assert capsys.readouterr().err == line  # the skipped files are still counted and named
+    assert all(np.array_equal(a, b) for a, b in zip(plain, again)) and not cache_entries(cache)
+
+
+def test_a_changed_file_makes_a_new_pack(song_folder, tmp_path) -> None:
+    cache = tmp_path / "cache"
+    datasets.load_split(song_folder, "train", cache_dir=cache, mapped=True)
+    i = songs_in("train")[0]
+    write_song(song_folder / song_name(i), song_chords(i, shift=1))
+    rolls = datasets.load_split(song_folder, "train", cache_dir=cache, mapped=True)
+    assert np.array_equal(rolls[0], expected_roll(song_chords(i, shift=1)))
+    assert len(list((cache / "packs").glob("*.rolls"))) == 2
+
+
+def test_mapped_transpose_to_c_matches_in_memory(tmp_path) -> None:
+    folder = tmp_path / "keys"
+    write_song(folder / name_in("train", "e_major"), [[64, 68, 71], [69, 73, 76], [71, 75, 78], [64, 68, 71]])
+    cache = tmp_path / "cache"
+    plain = datasets.load_split(folder, "train", transpose_to_c=True, cache_dir=cache)
+    mapped = datasets.load_split(folder, "train", transpose_to_c=True, cache_dir=cache, mapped=True)
+    untransposed = datasets.load_split(folder, "train", cache_dir=cache, mapped=True)
+    assert np.array_equal(plain[0], mapped[0]) and not np.array_equal(mapped[0], untransposed[0])

@@ -219,5 +219,31 @@ def test_help_describes_every_option(capsys):
         train_main(["--help"])
     out = capsys.readouterr().out
     assert "the valid measure that picks" in out and "std of the RNN weights at init" in out
+    flat = " ".join(out.split())
+    assert "bundled: jsb_chorales, nottingham, musedata, piano_midi" in flat  # issue 11: the names
+    assert "--optimizer {adam,sgd}" in flat and "--lr-schedule {constant,cosine,plateau}" in flat
+    assert "--select {ll,acc}" in flat and "over all processes together (torchrun)" in flat
     for name in TrainSettings.__dataclass_fields__:
         assert f"--{name.replace('_', '-')}" in out
+
+
+def test_a_folder_trains_from_its_memory_mapped_pack(tmp_path, capsys, monkeypatch):
+    import mido
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    for i in range(40):  # one note a beat, each file its own tune
+        track = mido.MidiTrack()
+        for beat in range(8 + i % 5):
+            note = 48 + (i * 7 + beat * 5) % 24
+            track += [mido.Message("note_on", note=note, velocity=80), mido.Message("note_off", note=note, time=480)]
+        midi = mido.MidiFile(ticks_per_beat=480)
+        midi.tracks.append(track)
+        midi.save(folder / f"tune{i}.mid")
+    out = tmp_path / "run"
+    assert train_main([*QUICK[2:], "--data", str(folder), "--out", str(out), "--epochs", "1",
+                       "--valid-every", "99"]) == 0
+    assert len(list((tmp_path / "cache" / "rnnrbm-live" / "packs").glob("*.rolls"))) == 2  # train and valid
+    assert "read " in capsys.readouterr().err
+    assert json.loads((out / "last.json").read_text())["epoch"] == 1

@@ -7,19 +7,23 @@ the paper's own train/valid/test splits, already transposed to C major / C minor
 A folder is a dataset too: every *.mid / *.midi below it (any depth, any case) is one
 sequence. Each file goes to train, valid or test (80/10/10) by a hash of its path relative
 to the folder, so the split is the same on every machine and adding a file never moves
-the others. Parsed rolls are cached on disk, keyed by the file's content, so a second load
-reads no MIDI at all and an edited file is parsed again.
+the others. New files are parsed in a pool of processes; parsed rolls are cached on disk,
+keyed by the file's content, so a second load reads no MIDI at all and an edited file is
+parsed again. With mapped=True a split's rolls come from one memory-mapped file built once
+from that cache (roll_cache.py), so a corpus need not fit in memory.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import json
+import multiprocessing
 import os
 import sys
-import tempfile
-import zipfile
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from importlib import resources
 from pathlib import Path, PurePath
 from typing import Sequence
@@ -27,9 +31,9 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from rnnrbm_live import __version__
 from rnnrbm_live.errors import UserError
 from rnnrbm_live.midi import keys, reader
+from rnnrbm_live.midi.roll_cache import Packs, RollCache
 
 DATASETS = ("jsb_chorales", "nottingham", "musedata", "piano_midi")
 SPLITS = ("train", "valid", "test")
@@ -39,9 +43,7 @@ _NATIVE_FRAMES_PER_BEAT = {"jsb_chorales": 1, "nottingham": 2, "musedata": 2, "p
 _FOLDER_FRAMES_PER_BEAT = 2  # eighth notes, the grid of three of the four benchmarks
 _SPLIT_BUCKETS = {"train": range(0, 80), "valid": range(80, 90), "test": range(90, 100)}
 
-# Bump when the roll stored for a file changes meaning, so stale cache entries are ignored;
-# the package version and reader.READER_VERSION also go in the key.
-CACHE_FORMAT = 1
+_FILES_FOR_A_POOL = 64  # fewer new files parse faster here than processes start
 _SKIP_REASONS_SHOWN = 3  # the summary stays one readable line on big, messy folders
 _ALL_KEYS = range(-6, 6)
 
@@ -62,6 +64,9 @@ def load_split(
     augment_all_keys: bool = False,
     cache_dir: Path | None = None,
     progress: bool = False,
+    report: bool = True,
+    mapped: bool = False,
+    workers: int | None = None,
 ) -> list[np.ndarray]:
     """The sequences of one split, each a [T, 88] uint8 array of 0/1.
 
@@ -76,6 +81,11 @@ def load_split(
       every key. Applied after transpose_to_c, sequence by sequence.
     cache_dir: where parsed MIDI files are kept (default $XDG_CACHE_HOME/rnnrbm-live).
     progress: draw a progress bar over a folder's files.
+    report: print the one-line summary of a folder's files (read, skipped and why).
+    mapped: return a folder's rolls as read-only views of one memory-mapped file per
+      split (built once from the cache), so a corpus larger than memory can be used.
+    workers: processes that parse a folder's new files; 0 parses in this process; None:
+      every core, when there are enough new files to be worth it.
     """
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
@@ -84,9 +94,8 @@ def load_split(
     else:
         grid = _FOLDER_FRAMES_PER_BEAT if frames_per_beat is None else frames_per_beat
         grid = _check_frames_per_beat(grid)
-        sequences = _load_folder(_as_folder(source), split, grid, cache_dir, progress)
-        if transpose_to_c:
-            sequences = [keys.transpose(roll, keys.shift_to_c(roll)) for roll in sequences]
+        sequences = _load_folder(_as_folder(source), split, grid, transpose_to_c, cache_dir, progress, report,
+                                 mapped, workers)
     if augment_all_keys:
         sequences = [keys.transpose(roll, k) for roll in sequences for k in _ALL_KEYS]
     return sequences
@@ -165,9 +174,39 @@ def _as_folder(source: str | Path) -> Path:
     raise UserError(f"{source}: no such dataset or folder; {choices}")
 
 
-def _load_folder(
-    folder: Path, split: str, frames_per_beat: int, cache_dir: Path | None, progress: bool
-) -> list[np.ndarray]:
+def _load_folder(folder: Path, split: str, frames_per_beat: int, transpose_to_c: bool, cache_dir: Path | None,
+                 progress: bool, report: bool, mapped: bool, workers: int | None) -> list[np.ndarray]:
+    chosen = _split_files(folder, split)
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    names = [path.relative_to(folder).as_posix() for path in chosen]
+    label = folder.name or str(folder)
+    entry_keys = [_entry_key(path, frames_per_beat)
+                  for path in tqdm(chosen, desc=f"checking {label}", unit="file", leave=False, disable=not progress)]
+    packs = Packs(root)
+    pack_key = Packs.key(names, entry_keys, f"fpb={frames_per_beat} to_c={transpose_to_c}")
+    found = packs.open(pack_key) if mapped else None
+
+    def read():  # (name, roll or reason) for every file, one at a time
+        values = _rolls(chosen, entry_keys, frames_per_beat, RollCache(root), workers)
+        if transpose_to_c:
+            values = (v if isinstance(v, str) else keys.transpose(v, keys.shift_to_c(v)) for v in values)
+        return zip(names, tqdm(values, total=len(chosen), desc=f"reading {label}", unit="file", disable=not progress))
+
+    if mapped and found is None:
+        found = _packed(packs, pack_key, read())
+    if found is None:  # not mapped, or the pack could not be written
+        found = _in_memory(read())
+    rolls, skipped = found
+    if report:
+        print(_summary(folder, split, len(rolls), skipped), file=sys.stderr)
+    if not rolls:
+        raise UserError(
+            f"{folder}: no usable midi file in the {split} split; fix or replace the files above"
+        )
+    return rolls
+
+
+def _split_files(folder: Path, split: str) -> list[Path]:
     files = midi_files(folder)
     if not files:
         raise UserError(f"{folder}: no .mid or .midi file in this folder; add some or pick another")
@@ -177,36 +216,82 @@ def _load_folder(
             f"{folder}: none of its {len(files)} midi files falls in the {split} split "
             f"(files go 80/10/10 to train/valid/test by a hash of their path); add more files"
         )
-    cache = _RollCache(Path(cache_dir) if cache_dir is not None else default_cache_dir())
+    return chosen
+
+
+def _in_memory(items) -> tuple[list[np.ndarray], list[str]]:
     rolls, skipped = [], []
-    bar = tqdm(chosen, desc=f"reading {folder.name or folder}", unit="file", disable=not progress)
-    for path in bar:
-        result = _read_roll(path, frames_per_beat, cache)
-        if isinstance(result, str):
-            skipped.append(f"{path.relative_to(folder).as_posix()}: {result}")
+    for name, value in items:
+        if isinstance(value, str):
+            skipped.append(f"{name}: {value}")
         else:
-            rolls.append(result)
-    print(_summary(folder, split, len(rolls), skipped), file=sys.stderr)
-    if not rolls:
-        raise UserError(
-            f"{folder}: no usable midi file in the {split} split; fix or replace the files above"
-        )
-    return rolls
+            rolls.append(value)
+    return rolls, skipped
 
 
-def _read_roll(path: Path, frames_per_beat: int, cache: _RollCache) -> np.ndarray | str:
-    """The file's roll, or why it cannot be used; from the cache when the content is known."""
+def _packed(packs: Packs, key: str, items) -> tuple[list[np.ndarray], list[str]] | None:
+    try:
+        return packs.write(key, items)
+    except OSError as error:
+        print(f"cannot write the memory-mapped pack in {packs.folder} ({error}); reading into memory",
+              file=sys.stderr)
+        return None
+
+
+# An entry key that starts with this is the reason the file could not even be read.
+_UNREADABLE = "!"
+
+
+def _entry_key(path: Path, frames_per_beat: int) -> str:
     try:
         content = path.read_bytes()
     except OSError as error:
-        return f"cannot read it ({error.strerror or error})"
-    key = cache.key(content, frames_per_beat)
-    cached = cache.get(key)
-    if cached is not None:
-        return cached
-    result = _parse(path, frames_per_beat)
-    cache.put(key, result)  # failures too, so a bad file is not parsed again on every run
-    return result
+        return f"{_UNREADABLE}cannot read it ({error.strerror or error})"
+    return RollCache.key(content, frames_per_beat)
+
+
+def _rolls(paths: list[Path], entry_keys: list[str], frames_per_beat: int, cache: RollCache,
+           workers: int | None) -> Iterator[np.ndarray | str]:
+    """Each file's roll or the reason it cannot be used, in order: from the cache when the
+    content is known, else parsed (in a pool of processes when there are many) and cached."""
+    todo = [i for i, key in enumerate(entry_keys) if not key.startswith(_UNREADABLE) and not cache.has(key)]
+    n_workers = _pool_size(workers, len(todo))
+    pool = ProcessPoolExecutor(n_workers, mp_context=_process_context()) if n_workers else None
+    parsed = iter(())
+    if pool is not None:
+        chunk = max(1, min(64, len(todo) // (8 * n_workers)))
+        parsed = pool.map(_parse, [paths[i] for i in todo], itertools.repeat(frames_per_beat), chunksize=chunk)
+    in_pool = set(todo) if pool is not None else set()
+    try:
+        for i, (path, key) in enumerate(zip(paths, entry_keys)):
+            if key.startswith(_UNREADABLE):
+                yield key[len(_UNREADABLE):]
+                continue
+            value = next(parsed) if i in in_pool else cache.get(key)
+            if value is None or i in in_pool:
+                value = _parse(path, frames_per_beat) if value is None else value
+                cache.put(key, value)  # failures too, so a bad file is not parsed again on every run
+            yield value
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def _pool_size(workers: int | None, n_files: int) -> int:
+    """Processes to parse with: 0 parses here. By default every core this process may
+    use, when there are enough files to pay for starting them."""
+    if workers is not None:
+        return max(0, min(workers, n_files))
+    if n_files < _FILES_FOR_A_POOL:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cores if cores > 1 else 0
+
+
+def _process_context():
+    # forkserver: a process that already runs threads (torch, a process group) must not fork
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
 def _parse(path: Path, frames_per_beat: int) -> np.ndarray | str:
@@ -237,65 +322,7 @@ def _summary(folder: Path, split: str, n_read: int, skipped: list[str]) -> str:
     return f"{line} ({len(skipped)} skipped: {'; '.join(shown)})"
 
 
-# --- on-disk cache of parsed rolls ------------------------------------------------------
-
-
 def default_cache_dir() -> Path:
     """$XDG_CACHE_HOME/rnnrbm-live, or ~/.cache/rnnrbm-live."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "rnnrbm-live"
-
-
-class _RollCache:
-    """Parsed rolls (or the reason a file was skipped) as .npz files named by a hash of the
-    MIDI content and everything that shapes the roll. A cache that cannot be written only
-    costs time, so write failures are reported once and otherwise ignored."""
-
-    def __init__(self, root: Path):
-        self.folder = root / "rolls"
-        self._warned = False
-
-    @staticmethod
-    def key(content: bytes, frames_per_beat: int) -> str:
-        version = reader.READER_VERSION
-        header = f"rnnrbm-live roll {CACHE_FORMAT} {__version__} {version} fpb={frames_per_beat}\n"
-        return hashlib.sha256(header.encode("utf-8") + content).hexdigest()
-
-    def path(self, key: str) -> Path:
-        return self.folder / f"{key}.npz"
-
-    def get(self, key: str) -> np.ndarray | str | None:
-        try:
-            with np.load(self.path(key), allow_pickle=False) as entry:
-                if "error" in entry:
-                    return str(entry["error"])
-                roll = entry["roll"]
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-            return None  # missing or damaged: parse the file again
-        ok = roll.ndim == 2 and roll.shape[1] == keys.N_KEYS and roll.dtype == np.uint8
-        return roll if ok else None
-
-    def put(self, key: str, value: np.ndarray | str) -> None:
-        arrays = {"error": np.array(value)} if isinstance(value, str) else {"roll": value}
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            _write_atomically(self.path(key), arrays)
-        except OSError as error:
-            if not self._warned:
-                message = f"cannot cache parsed midi in {self.folder} ({error}); going on without"
-                print(message, file=sys.stderr)
-                self._warned = True
-
-
-def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write to a temporary file beside `path`, then rename: a reader running at the same
-    time (another training job) sees either no entry or a whole one."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem[:16]}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            np.savez_compressed(file, **arrays)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
