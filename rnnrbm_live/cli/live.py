@@ -3,6 +3,7 @@ how it ended (every note silenced first)."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
@@ -81,7 +82,8 @@ def run_live(args) -> int:
         max_answer_bars=args.max_answer_bars, compute_s=args.compute_ms / 1000,
         state_cc=args.state_cc, cc=cc_map(args), stop_after_s=args.stop_after,
         record=args.record is not None, learned_in_c=session.model.learned_in_c,
-        realtime_priority=args.realtime_priority)
+        realtime_priority=args.realtime_priority,
+        clock_window=1 if backend.native else 24)
 
     holder: dict = {}
 
@@ -90,14 +92,13 @@ def run_live(args) -> int:
         if engine is not None:
             engine.on_message(msg)
 
-    opened = portmod.open_ports(backend, args.out_port, args.in_port, on_message,
-                                client_name=args.client_name)
-    watch = None
+    opened, watch, native = _open_ports(portmod, backend, args, on_message)
     try:
-        watch = portmod.PortWatch(backend, opened)
         engine = Engine(session, opened.output, config, log=say, port_check=watch.check,
-                        out_name=opened.out_name)
+                        out_name=opened.out_name, **native)
         holder["engine"] = engine
+        if backend.native:
+            opened.start_input(engine.on_message)
         _banner(say, args, backend, opened, session, config, per_step)
         stopper.engine = engine
         if stopper.reason is not None:
@@ -108,7 +109,7 @@ def run_live(args) -> int:
     finally:
         holder.pop("engine", None)
         with portmod.quiet_stderr():  # libjack complains at length if its server died
-            if watch is not None:
+            if watch is not opened:
                 watch.close()
             opened.close()
 
@@ -136,7 +137,8 @@ def run_live(args) -> int:
         if engine.follower is not None and engine.follower.bpm:
             bpm = engine.follower.bpm
         try:
-            write_recording(args.record, engine, bpm=bpm)
+            write_recording(args.record, engine, bpm=bpm,
+                            ticks_per_beat=_record_resolution(backend, opened, bpm))
             say(f"recorded both sides to {args.record}")
         except OSError as e:
             print(f"{PROG}: error: --record {args.record}: cannot write it "
@@ -153,7 +155,8 @@ def run_live(args) -> int:
                             zip(engine.sender.lateness_frames, engine.sender.lateness)],
                      frames_per_beat=config.frames_per_beat, mode=config.mode,
                      provider=session.provider,
-                     step_ms=round(per_step * 1000, 3))
+                     step_ms=round(per_step * 1000, 3),
+                     **(opened.stats() if backend.native else {}))
         try:
             with open(args.stats_json, "w") as f:
                 json.dump(stats, f, indent=1)
@@ -163,6 +166,31 @@ def run_live(args) -> int:
     say(f"stopped ({engine.stop_reason}): {stats['frames_sent']} frames sent, "
         f"{stats['late_frames']} late, {stats['skipped_frames']} skipped")
     return status
+
+
+def _open_ports(portmod, backend, args, on_message):
+    """(the open ports, what watches them, the engine's extra arguments) for the backend:
+    JACK-native (its own frame clock and a sender that hands events over ahead of time),
+    or rtmidi."""
+    if backend.native:
+        from rnnrbm_live.live.jack_ports import open_native
+        opened = open_native(args.out_port, args.in_port, args.client_name)
+        return opened, opened, {"clock": opened.clock, "sender_factory": opened.make_sender}
+    opened = portmod.open_ports(backend, args.out_port, args.in_port, on_message,
+                                client_name=args.client_name)
+    try:
+        return opened, portmod.PortWatch(backend, opened), {}
+    except BaseException:
+        opened.close()
+        raise
+
+
+def _record_resolution(backend, opened, bpm: float) -> int:
+    """MIDI file ticks per beat for --record: on the JACK-native path fine enough that a
+    tick is at most one sample (up to the format's 32767), so onsets keep their sample."""
+    if not backend.native:
+        return 480
+    return min(32767, max(480, math.ceil(60.0 / bpm * opened.midi.rate)))
 
 
 def _banner(say, args, backend, opened, session, config, per_step: float) -> None:
@@ -178,7 +206,9 @@ def _banner(say, args, backend, opened, session, config, per_step: float) -> Non
         say(f"  input (send TO it): {opened.in_name}  <- {what}")
     else:
         say(f"  input: listening to {opened.in_name}")
-    if backend.key == "jack" and opened.out_virtual:
+    if backend.native:
+        say("  " + opened.latency_line())
+    if backend.key in ("jack", "jack-native") and opened.out_virtual:
         say(f"  e.g. jack_connect {opened.out_name} <synth midi input>")
     grid = NOTE_NAMES.get(config.frames_per_beat, f"1/{config.frames_per_beat} beat")
     tempo = (f"{config.bpm:g} bpm, a frame per {grid} ({config.frame_seconds:.3f} s)"

@@ -111,8 +111,10 @@ def build_parser(run_ports, add_offline_commands) -> argparse.ArgumentParser:
     g.add_argument("--in-port", metavar="NAME", default=None,
                    help="listen to this existing port instead of making a virtual one")
     g.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
-                   help="auto: coremidi on macOS, windows multimedia on windows, jack "
-                        "on linux when a jack server runs, else alsa (default %(default)s)")
+                   help="auto: coremidi on macOS, windows multimedia on windows; on "
+                        "linux when a jack server runs jack-native (sample-accurate, "
+                        "needs JACK-Client) or else jack (through rtmidi); else alsa "
+                        "(default %(default)s)")
     g.add_argument("--client-name", default=PROG, metavar="NAME",
                    help="client name of the virtual ports (default %(default)s)")
     g.add_argument("--cc-temperature", type=int, default=1, metavar="CC")

@@ -1,0 +1,262 @@
+"""The JACK-native MIDI path: one JACK client, its ports, and its process callback.
+
+The process callback runs once a JACK period on JACK's own thread. It reads the input
+port's events with their own sample offsets into a ring, and writes each queued output
+event at its exact sample offset in the period it falls in. Its rules (JACK's real-time
+rules, as far as Python allows):
+- no model work, no message building: the sending side queues raw MIDI bytes ahead of
+  time, each with its frame; the input side's messages are parsed elsewhere;
+- no locks that another thread of ours holds and no waiting: every queue is a
+  single-producer single-consumer ring of fixed size, allocated once, whose two indices
+  are each written by one side only (one attribute store each, atomic under CPython);
+- it wakes the input reader with a non-blocking write to a pipe, never a lock.
+Python itself still needs the GIL to run the callback: the engine keeps its hold short
+(sys.setswitchinterval) and the onnxruntime step releases it; docs/timing.md says what
+that costs.
+
+Times are JACK frames: an event at frame F is written at offset F - last_frame_time of
+the period holding F, as every JACK client stamps events (last_frame_time + offset).
+JACK's 32-bit frame counter wraps every 24.8 hours at 48 kHz; frames here are unwrapped
+to Python ints, so they never do.
+"""
+
+from __future__ import annotations
+
+import os
+from array import array
+
+WRAP = 1 << 32
+RING_SIZE = 4096            # events; a power of two. Several seconds of dense music.
+MAX_SHORT = 3               # bytes of the longest message the input keeps (no sysex)
+NOW = -1                    # the frame of an urgent event: the next period's first sample
+
+
+def available() -> bool:
+    """Whether JACK-Client imports here (it needs libjack at import time)."""
+    try:
+        import jack  # noqa: F401  (PyPI JACK-Client)
+        del jack
+    except (ImportError, OSError):
+        return False
+    return True
+
+
+class Ring:
+    """Fixed-size single-producer single-consumer queue of (frame, epoch, bytes)."""
+
+    def __init__(self, size: int = RING_SIZE):
+        if size & (size - 1):
+            raise ValueError(f"ring size must be a power of two, got {size}")
+        self.mask = size - 1
+        self.size = size
+        self.frames = array("q", bytes(8 * size))
+        self.epochs = array("q", bytes(8 * size))
+        self.data: list[bytes] = [b""] * size
+        self.w = 0      # written by the producer only
+        self.r = 0      # written by the consumer only
+
+    def __len__(self) -> int:
+        return self.w - self.r
+
+    def push(self, frame: int, epoch: int, data: bytes) -> bool:
+        """Queue one event; False (nothing queued) when the ring is full."""
+        w = self.w
+        if w - self.r > self.mask:
+            return False
+        i = w & self.mask
+        self.frames[i] = frame
+        self.epochs[i] = epoch
+        self.data[i] = data
+        self.w = w + 1  # last: the consumer sees the slot only once it is whole
+        return True
+
+
+class InputRing:
+    """The input's events, written by the process callback: frames and up to three bytes
+    each, in storage allocated once."""
+
+    def __init__(self, size: int = RING_SIZE):
+        self.mask = size - 1
+        self.frames = array("q", bytes(8 * size))
+        self.lengths = bytearray(size)
+        self.bytes = bytearray(MAX_SHORT * size)
+        self.w = 0
+        self.r = 0
+        self.dropped = 0    # events lost to a full ring (the reader stalled)
+
+    def pop(self) -> tuple[int, bytes] | None:
+        """The oldest event as (frame, message bytes); None when empty. Reader side."""
+        r = self.r
+        if r == self.w:
+            return None
+        i = r & self.mask
+        at = MAX_SHORT * i
+        event = (self.frames[i], bytes(self.bytes[at:at + self.lengths[i]]))
+        self.r = r + 1
+        return event
+
+
+class JackMidi:
+    """One JACK client with a MIDI output and (optionally) a MIDI input, both ours."""
+
+    def __init__(self, client_name: str, want_input: bool = True):
+        import jack
+        self.jack = jack
+        self.client = jack.Client(client_name, use_exact_name=True, no_start_server=True)
+        self.rate = self.client.samplerate
+        self.period = self.client.blocksize
+        self.out_port = self.client.midi_outports.register("out")
+        self.in_port = self.client.midi_inports.register("in") if want_input else None
+        self.timed = Ring()
+        self.urgent = Ring()
+        self.input = InputRing()
+        self.floor = 0              # timed events of older epochs are dropped unsent
+        self.late_events = 0        # timed events written after their frame had passed
+        self.max_late_frames = 0
+        self.cycles = 0
+        self.xruns = 0
+        self.shut_down: str | None = None   # why the server dropped us, once it has
+        self._hi = 0                        # the unwrapped frame counter's upper part
+        self._raw = self.client.frame_time
+        self.cycle_base = self._raw         # last_frame_time of the latest period, unwrapped
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self.client.set_process_callback(self._process)
+        self.client.set_xrun_callback(self._xrun)
+        self.client.set_shutdown_callback(self._shutdown)
+        self.client.activate()
+
+    # ------------------------------------------------------------ JACK's thread
+
+    def _process(self, nframes: int) -> None:
+        raw = self.client.last_frame_time
+        if raw < self._raw:
+            self._hi += WRAP
+        self._raw = raw
+        base = self._hi + raw
+        self.cycle_base = base
+        self.cycles += 1
+        if self.in_port is not None:
+            self._read_input(base)
+        self._write_output(base, base + nframes)
+
+    def _read_input(self, base: int) -> None:
+        ring = self.input
+        got = False
+        for offset, data in self.in_port.incoming_midi_events():
+            n = len(data)
+            if n > MAX_SHORT or data[0] == 0xF0:
+                continue                     # sysex: not ours to read
+            w = ring.w
+            if w - ring.r > ring.mask:
+                ring.dropped += 1
+                continue
+            i = w & ring.mask
+            ring.frames[i] = base + offset
+            ring.lengths[i] = n
+            ring.bytes[MAX_SHORT * i:MAX_SHORT * i + n] = data
+            ring.w = w + 1
+            got = True
+        if got:
+            try:
+                os.write(self._wake_w, b"!")
+            except (BlockingIOError, OSError):
+                pass                         # the reader has a wake-up pending already
+
+    def _write_output(self, base: int, end: int) -> None:
+        port = self.out_port
+        port.clear_buffer()
+        urgent = self.urgent
+        r = urgent.r
+        while r != urgent.w:
+            i = r & urgent.mask
+            port.write_midi_event(0, urgent.data[i])
+            r += 1
+        urgent.r = r
+        timed = self.timed
+        floor = self.floor
+        last = 0
+        r = timed.r
+        while r != timed.w:
+            i = r & timed.mask
+            if timed.epochs[i] < floor:      # thrown away by the sending side
+                r += 1
+                continue
+            frame = timed.frames[i]
+            if frame >= end:
+                break
+            offset = frame - base
+            if offset < 0:
+                self.late_events += 1
+                if -offset > self.max_late_frames:
+                    self.max_late_frames = -offset
+                offset = 0
+            if offset < last:
+                offset = last                # JACK keeps a period's events in order
+            port.write_midi_event(offset, timed.data[i])
+            last = offset
+            r += 1
+        timed.r = r
+
+    def _xrun(self, delayed_usecs: float) -> None:
+        self.xruns += 1
+
+    def _shutdown(self, status, reason: str) -> None:
+        self.shut_down = reason or "the server shut down"
+
+    # ------------------------------------------------------------ the sending side
+
+    def send_at(self, frame: int, epoch: int, data: bytes) -> bool:
+        """Queue `data` for JACK frame `frame` (frames queued in order); False if full."""
+        return self.timed.push(frame, epoch, data)
+
+    def send_now(self, data: bytes) -> bool:
+        """Queue `data` for the start of the next period, before any timed event."""
+        return self.urgent.push(NOW, 0, data)
+
+    def drop_before(self, epoch: int) -> None:
+        """Timed events of epochs below `epoch` are dropped, unless already written."""
+        if epoch > self.floor:
+            self.floor = epoch
+
+    def drop_all(self) -> None:
+        self.floor = 1 << 62
+
+    # ------------------------------------------------------------ any thread
+
+    def frame_now(self) -> int:
+        """JACK's estimate of the current frame, unwrapped next to the latest period."""
+        base = self.cycle_base
+        delta = (self.client.frame_time - base) % WRAP
+        if delta >= WRAP // 2:
+            delta -= WRAP
+        return base + delta
+
+    def wait_input(self, timeout: float) -> None:
+        """Block until the callback has read input (or `timeout` seconds pass)."""
+        import select
+        ready, _, _ = select.select([self._wake_r], [], [], timeout)
+        if ready:
+            os.read(self._wake_r, 4096)
+
+    def flush(self, timeout: float = 0.5) -> bool:
+        """Wait until JACK has written every urgent event (the final note-offs)."""
+        import time
+        deadline = time.monotonic() + timeout
+        while len(self.urgent) and self.shut_down is None:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(self.period / self.rate)
+        return not len(self.urgent)
+
+    def close(self) -> None:
+        try:
+            self.client.deactivate()
+            self.client.close()
+        except Exception:  # noqa: BLE001 - the server may be gone; nothing left to do
+            pass
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass

@@ -1,0 +1,77 @@
+"""The sending side of the JACK-native path: hand each slot to JACK ahead of time.
+
+The same `Sender` (the guards, the epochs, `sounding`, every way out), except that a slot
+is handed over `ahead_s` before its due time, as raw bytes with its JACK frame, and the
+process callback (jack_midi.py) writes it at that exact sample. So the sending thread's
+own wake-up jitter no longer reaches the output; only a hand-over later than the period
+that holds the frame does (counted: `JackMidi.late_events`).
+
+Because events wait in the port's queue, throwing the look-ahead away (a new epoch) must
+also reach the queue: `_drop_queued` raises the port's epoch floor *before* the silencing
+note-offs go out, so a queued note-on can never land after its note-off. The final panic
+drops everything queued first.
+
+On a MIDI clock grid a frame is due when its tick is predicted to come, so it can be
+handed over before the tick: the tick's own frame when it has arrived, else the follower's
+prediction from the last tick. `--latency-ms` shifts by whole samples.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rnnrbm_live.live.sender import Sender
+
+AHEAD_S = 0.03          # hand-over lead: covers a sending thread woken late on a busy machine
+QUEUE_FULL_WAIT_S = 1.0
+
+
+class JackQueueFull(Exception):
+    """JACK is not taking events out of the queue (the server stopped processing)."""
+
+
+class JackSender(Sender):
+    def __init__(self, port, notes, grid, clock, latency_s: float = 0.0, *,
+                 ahead_s: float = AHEAD_S, **kwargs):
+        rate = port.rate
+        super().__init__(port, notes, grid, clock, round(latency_s * rate) / rate, **kwargs)
+        self.rate = rate
+        self.ahead_s = ahead_s
+
+    def due(self, frame: int) -> float | None:
+        grid = self.grid
+        if grid.exact:
+            return grid.time_of(frame) + self.latency_s
+        at = grid.time_of(frame)    # the tick's own time if it came, else its prediction
+        return None if at is None else at + self.latency_s
+
+    def _write(self, msg, due: float | None) -> float:
+        data = bytes(msg.bytes())
+        port = self.port
+        if port.shut_down is not None:
+            raise JackQueueFull(f"the jack server shut us down: {port.shut_down}")
+        if due is None:
+            self._push(lambda: port.send_now(data))
+            return self.clock.now()
+        frame = round(due * self.rate)
+        self._push(lambda: port.send_at(frame, self.epoch, data))
+        return frame / self.rate
+
+    def _push(self, push) -> None:
+        deadline = time.monotonic() + QUEUE_FULL_WAIT_S
+        while not push():
+            if time.monotonic() > deadline or self.port.shut_down is not None:
+                raise JackQueueFull("the jack server is not taking midi events")
+            time.sleep(self.port.period / self.rate)
+
+    def _drop_queued(self, epoch: int) -> None:
+        self.port.drop_before(epoch)
+
+    def _count_lateness(self, frame: int, late: float) -> None:
+        # Lateness against the planned hand-over time, not the due time: a slot handed
+        # over within `ahead_s` of its frame still sounds on its sample.
+        super()._count_lateness(frame, late + self.ahead_s)
+
+    def panic(self) -> int:
+        self.port.drop_all()
+        return super().panic()
