@@ -149,7 +149,7 @@ def run_live(args) -> int:
     if args.stats_json is not None:
         import json
         stats.update(stop_reason=engine.stop_reason, bpm=args.bpm, t0=engine.t0,
-                     frame_seconds=config.frame_seconds, latency_s=config.latency_s,
+                     frame_seconds=config.frame_seconds, latency_s=engine.sender.latency_s,
                      sender_realtime=engine.sender_realtime,
                      slots=[[int(k), round(late, 7)] for k, late in
                             zip(engine.sender.lateness_frames, engine.sender.lateness)],

@@ -8,8 +8,9 @@ that holds the frame does (counted: `JackMidi.late_events`).
 
 Because events wait in the port's queue, throwing the look-ahead away (a new epoch) must
 also reach the queue: `_drop_queued` raises the port's epoch floor *before* the silencing
-note-offs go out, so a queued note-on can never land after its note-off. The final panic
-drops everything queued first.
+note-offs go out, so a queued note-on can never land after its note-off; and since a
+queued note-off may be dropped too, every note with a queued event gets a note-off then.
+The final panic drops everything queued first, the same way.
 
 On a MIDI clock grid a frame is due when its tick is predicted to come, so it can be
 handed over before the tick: the tick's own frame when it has arrived, else the follower's
@@ -24,6 +25,7 @@ from rnnrbm_live.live.sender import Sender
 
 AHEAD_S = 0.03          # hand-over lead: covers a sending thread woken late on a busy machine
 QUEUE_FULL_WAIT_S = 1.0
+PREDICT_RETRY_S = 0.002
 
 
 class JackQueueFull(Exception):
@@ -37,6 +39,7 @@ class JackSender(Sender):
         super().__init__(port, notes, grid, clock, round(latency_s * rate) / rate, **kwargs)
         self.rate = rate
         self.ahead_s = ahead_s
+        self.queued_notes = bytearray(128)  # notes with an event queued since the last drop
 
     def due(self, frame: int) -> float | None:
         grid = self.grid
@@ -44,6 +47,14 @@ class JackSender(Sender):
             return grid.time_of(frame) + self.latency_s
         at = grid.time_of(frame)    # the tick's own time if it came, else its prediction
         return None if at is None else at + self.latency_s
+
+    def poll(self, now: float) -> float | None:
+        nxt = super().poll(now)
+        if nxt is None and self.slots and not self.grid.exact:
+            # The next slot's tick cannot be predicted yet (no tempo since Start): look
+            # again soon rather than at its tick, which would be too late to place it.
+            return now + PREDICT_RETRY_S
+        return nxt
 
     def _write(self, msg, due: float | None) -> float:
         data = bytes(msg.bytes())
@@ -55,6 +66,8 @@ class JackSender(Sender):
             return self.clock.now()
         frame = round(due * self.rate)
         self._push(lambda: port.send_at(frame, self.epoch, data))
+        if data[0] & 0xE0 == 0x80:          # a note-on or note-off, queued ahead
+            self.queued_notes[data[1]] = 1
         return frame / self.rate
 
     def _push(self, push) -> None:
@@ -66,6 +79,16 @@ class JackSender(Sender):
 
     def _drop_queued(self, epoch: int) -> None:
         self.port.drop_before(epoch)
+        self._forget_queued()
+
+    def _forget_queued(self) -> None:
+        """Queued events may have been written or dropped: count every note they touched
+        as sounding, so the silencing note-offs cover a dropped note-off too."""
+        queued, sounding = self.queued_notes, self.sounding
+        for note in range(128):
+            if queued[note]:
+                sounding[note] = 1
+                queued[note] = 0
 
     def _count_lateness(self, frame: int, late: float) -> None:
         # Lateness against the planned hand-over time, not the due time: a slot handed
@@ -74,4 +97,5 @@ class JackSender(Sender):
 
     def panic(self) -> int:
         self.port.drop_all()
+        self._forget_queued()
         return super().panic()
