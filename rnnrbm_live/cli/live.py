@@ -3,6 +3,7 @@ how it ended (every note silenced first)."""
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import signal
@@ -83,7 +84,8 @@ def run_live(args) -> int:
         state_cc=args.state_cc, cc=cc_map(args), stop_after_s=args.stop_after,
         record=args.record is not None, learned_in_c=session.model.learned_in_c,
         realtime_priority=args.realtime_priority,
-        clock_window=1 if backend.native else 24)
+        clock_window=1 if backend.native else 24,
+        compute_priority=_helper_priority(backend, args.realtime_priority))
 
     holder: dict = {}
 
@@ -98,13 +100,14 @@ def run_live(args) -> int:
                         out_name=opened.out_name, **native)
         holder["engine"] = engine
         if backend.native:
-            opened.start_input(engine.on_message)
+            opened.start_input(engine.on_message, config.compute_priority)
         _banner(say, args, backend, opened, session, config, per_step)
         stopper.engine = engine
         if stopper.reason is not None:
             engine.stop(stopper.reason)
         ready = ("playing; ctrl+c stops" if args.clock == "internal"
                  else "waiting for the daw's midi clock (start); ctrl+c stops")
+        gc.freeze()  # what lives all run (the model, tables) is never traversed again
         engine.run(on_started=lambda: say(ready))
     finally:
         holder.pop("engine", None)
@@ -183,6 +186,13 @@ def _open_ports(portmod, backend, args, on_message):
     except BaseException:
         opened.close()
         raise
+
+
+def _helper_priority(backend, realtime_priority: int) -> int:
+    """JACK-native: the process callback runs Python and needs the GIL, so the threads
+    that take it (compute, input) run realtime too, below the sending thread, lest a
+    busy machine preempt one while it holds the GIL (an xrun). Elsewhere: not needed."""
+    return max(1, realtime_priority - 10) if backend.native and realtime_priority else 0
 
 
 def _record_resolution(backend, opened, bpm: float) -> int:

@@ -25,6 +25,7 @@ from rnnrbm_live.errors import UserError
 from rnnrbm_live.live.jack_clock import JackFrameClock
 from rnnrbm_live.live.jack_midi import JackMidi
 from rnnrbm_live.live.jack_sender import JackSender
+from rnnrbm_live.live.sender import try_realtime
 from rnnrbm_live.live.ports import match_port, quiet_stderr
 
 PLAYBACK_LATENCY = 1    # JackPlaybackLatency in jack_latency_callback_mode_t
@@ -49,15 +50,19 @@ class NativePorts:
 
     # ------------------------------------------------------------ input
 
-    def start_input(self, on_message: Callable[[mido.Message, float], None]) -> None:
-        """Hand every input event from now on to on_message(msg, t), t its JACK time."""
+    def start_input(self, on_message: Callable[[mido.Message, float], None],
+                    priority: int = 0) -> None:
+        """Hand every input event from now on to on_message(msg, t), t its JACK time, on
+        a thread of its own (SCHED_FIFO `priority` if allowed, as every thread that
+        takes the GIL the process callback needs)."""
         ring = self.midi.input
         ring.r = ring.w                     # what came before the engine: not ours
-        self._reader = threading.Thread(target=self._read, args=(on_message,),
+        self._reader = threading.Thread(target=self._read, args=(on_message, priority),
                                         name="rnnrbm-jack-input", daemon=True)
         self._reader.start()
 
-    def _read(self, on_message) -> None:
+    def _read(self, on_message, priority: int) -> None:
+        try_realtime(priority)
         midi, ring, rate = self.midi, self.midi.input, self.midi.rate
         parser = mido.Parser()
         while not self._stop.is_set():
