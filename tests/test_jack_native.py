@@ -238,3 +238,36 @@ def test_native_a_vanished_output_port_ends_with_one_line(
     errors = [line for line in p.lines if "error" in line]
     assert len(errors) == 1 and "the output port is gone" in errors[0]
     assert not any("Traceback" in line for line in p.lines)
+
+
+def test_native_answer_yields_at_once_and_drops_what_it_queued_ahead(
+        jack_server, receiver, jack_sender, engine_process, live_model):
+    # The answer's next notes wait in the JACK queue ahead of time: when the player comes
+    # back they must be dropped, and every note that sounds (or was queued) turned off.
+    rate = receiver.rate
+    p = _native(engine_process, live_model, "--mode", "continue", "--bpm", "200",
+                "--seed", "5", "--answer-bars", "4", "--in-port", jack_sender.name,
+                "--out-port", receiver.name)
+    p.wait_for("playing")
+    start = jack_sender.frame_time() + int(0.3 * rate)
+    for i, note in enumerate([64, 68, 71, 73, 71, 68]):
+        on = start + int(i * 0.15 * rate)
+        jack_sender.at(on, bytes([0x90, note, 90]))
+        jack_sender.at(on + int(0.12 * rate), bytes([0x80, note, 0]))
+    first_on = _wait(lambda: min((f for f, k, _ in receiver.note_events() if k == "on"),
+                                 default=None), 10, "the answer")
+    interrupt = max(first_on + int(0.5 * rate), jack_sender.frame_time() + int(0.05 * rate))
+    jack_sender.at(interrupt, bytes([0x90, 76, 90]))
+    jack_sender.at(interrupt + int(0.3 * rate), bytes([0x80, 76, 0]))
+    time.sleep((interrupt - jack_sender.frame_time()) / rate + 0.8)
+    events = receiver.note_events()
+    react = 2 * receiver.period + int(0.012 * rate)   # input -> compute -> queue -> JACK
+    assert not [f for f, k, _ in events if k == "on" and f > interrupt + react], \
+        "the answer went on after the player came back"
+    after = [(round((f - interrupt) * 1000 / rate), k, n) for f, k, n in events
+             if f > interrupt]
+    assert not _hanging([e for e in events if e[0] <= interrupt + react]), \
+        f"a note of the answer still sounds after the player came back (ms, kind, note): " \
+        f"{after[:12]}"
+    assert p.stop() == 0
+    assert not _hanging(receiver.note_events())

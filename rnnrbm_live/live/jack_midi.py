@@ -225,11 +225,14 @@ class JackMidi:
     # ------------------------------------------------------------ any thread
 
     def frame_now(self) -> int:
-        """JACK's estimate of the current frame, unwrapped next to the latest period."""
+        """JACK's estimate of the current frame, unwrapped next to the latest period, and
+        never before that period's start: the estimate can lag the periods the callback
+        has already run (seen on the dummy backend), and input read in a period must not
+        look as if it came from the future."""
         base = self.cycle_base
         delta = (self.client.frame_time - base) % WRAP
         if delta >= WRAP // 2:
-            delta -= WRAP
+            delta = 0
         return base + delta
 
     def wait_input(self, timeout: float) -> None:

@@ -100,8 +100,11 @@ class NativePorts:
     def output_latency(self) -> tuple[int, int]:
         """JACK's playback latency range of our output, in frames: how long after its
         frame an event we write reaches the speakers (the synth's and the sound card's
-        share, as the connected ports report it)."""
-        return playback_latency(self.midi.out_port)
+        share), as our port and the ports it is connected to report it."""
+        port = self.midi.out_port
+        ranges = [playback_latency(other) for other in
+                  self.midi.client.get_all_connections(port)] or [playback_latency(port)]
+        return min(r[0] for r in ranges), max(r[1] for r in ranges)
 
     def latency_line(self) -> str:
         low, high = self.output_latency()
