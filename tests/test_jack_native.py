@@ -180,11 +180,11 @@ def test_native_frames_fall_on_jack_midi_clock_ticks_through_tempo_and_transport
     tick_frames = _frame_ticks(clock, ticks_per_frame=12)
     ons = sorted({f for f, kind, _ in receiver.note_events() if kind == "on"})
     assert len(ons) >= 20, "too few frames played"
-    # Within two samples of its tick, but for the first frame after each of the two
-    # Starts (its tick cannot be predicted: a period late) and the two frames handed over
-    # before the tempo change reached us (predicted at the old tempo).
-    off = [f for f in ons if min(abs(f - t) for t in tick_frames) > 2]
-    assert len(off) <= 4, f"notes off their tick: {_misses(off, tick_frames, clock)}"
+    # On its tick's sample, through the tempo change too (JACK's thread writes each frame
+    # where its tick comes in); the first frame after each of the two Starts may miss it
+    # (the model starts when Start comes) and then comes one period late.
+    off = [f for f in ons if min(abs(f - t) for t in tick_frames) > 0]
+    assert len(off) <= 2, f"notes off their tick: {_misses(off, tick_frames, clock)}"
     on_120 = [f for f in ons if f < stopped]
     gaps = {round((b - a) / ticks.rate, 3) for a, b in zip(on_120, on_120[1:])}
     assert 0.25 in gaps and 0.2 in gaps, f"no tempo change followed: {sorted(gaps)}"

@@ -58,6 +58,7 @@ def run_live(args) -> int:
     from rnnrbm_live.live import ports as portmod
     from rnnrbm_live.live.engine import Engine, LiveConfig
     from rnnrbm_live.live.recording import write_recording
+    from rnnrbm_live.live.sender import try_realtime
     from rnnrbm_live.midi.roll import N_KEYS
     from rnnrbm_live.model.session import StepSession
 
@@ -108,6 +109,8 @@ def run_live(args) -> int:
         ready = ("playing; ctrl+c stops" if args.clock == "internal"
                  else "waiting for the daw's midi clock (start); ctrl+c stops")
         gc.freeze()  # what lives all run (the model, tables) is never traversed again
+        if config.compute_priority:
+            try_realtime(config.compute_priority)  # this thread checks the ports: GIL too
         engine.run(on_started=lambda: say(ready))
     finally:
         holder.pop("engine", None)

@@ -29,6 +29,7 @@ WRAP = 1 << 32
 RING_SIZE = 4096            # events; a power of two. Several seconds of dense music.
 MAX_SHORT = 3               # bytes of the longest message the input keeps (no sysex)
 NOW = -1                    # the frame of an urgent event: the next period's first sample
+MAX_TICKS_PER_PERIOD = 64
 
 
 def available() -> bool:
@@ -51,6 +52,7 @@ class Ring:
         self.size = size
         self.frames = array("q", bytes(8 * size))
         self.epochs = array("q", bytes(8 * size))
+        self.ticks = array("q", bytes(8 * size))    # MIDI clock position, or NO_TICK
         self.data: list[bytes] = [b""] * size
         self.w = 0      # written by the producer only
         self.r = 0      # written by the consumer only
@@ -58,14 +60,16 @@ class Ring:
     def __len__(self) -> int:
         return self.w - self.r
 
-    def push(self, frame: int, epoch: int, data: bytes) -> bool:
-        """Queue one event; False (nothing queued) when the ring is full."""
+    def push(self, frame: int, epoch: int, data: bytes, tick: int = -1) -> bool:
+        """Queue one event, for `frame`, or (tick >= 0) for the MIDI clock tick at song
+        position `tick`; False (nothing queued) when the ring is full."""
         w = self.w
         if w - self.r > self.mask:
             return False
         i = w & self.mask
         self.frames[i] = frame
         self.epochs[i] = epoch
+        self.ticks[i] = tick
         self.data[i] = data
         self.w = w + 1  # last: the consumer sees the slot only once it is whole
         return True
@@ -96,6 +100,47 @@ class InputRing:
         return event
 
 
+class TickTracker:
+    """Song position of the MIDI clock on our input, as the process callback reads it
+    (Start: 0; Song Position: 6 per sixteenth; ticks count only while running, as the
+    engine's follower counts them), and where this period's ticks fell."""
+
+    def __init__(self, size: int = MAX_TICKS_PER_PERIOD):
+        self.running = False
+        self.next = 0                        # the position of the next tick
+        self.positions = array("q", bytes(8 * size))
+        self.offsets = array("q", bytes(8 * size))
+        self.count = 0                       # ticks in this period
+
+    def read(self, offset: int, status: int, data) -> None:
+        """One system message at `offset`: its status byte, and its bytes (a buffer)."""
+        if status == 0xF8:
+            if self.running:
+                n = self.count
+                if n < len(self.positions):
+                    self.positions[n] = self.next
+                    self.offsets[n] = offset
+                    self.count = n + 1
+                self.next += 1
+        elif status == 0xFA:
+            self.next = 0
+            self.running = True
+        elif status == 0xFB:
+            self.running = True
+        elif status == 0xFC:
+            self.running = False
+        elif status == 0xF2 and len(data) == 3:
+            self.next = 6 * (ord(data[1]) | ord(data[2]) << 7)
+
+    def offset_of(self, position: int) -> int:
+        """The offset of tick `position` in this period; -1 if it came earlier (late),
+        -2 if it has not come yet."""
+        for j in range(self.count):
+            if self.positions[j] == position:
+                return self.offsets[j]
+        return -1 if position < self.next else -2
+
+
 class JackMidi:
     """One JACK client with a MIDI output and (optionally) a MIDI input, both ours."""
 
@@ -110,12 +155,14 @@ class JackMidi:
         self.timed = Ring()
         self.urgent = Ring()
         self.input = InputRing()
+        self.clock = TickTracker()
         self.floor = 0              # timed events of older epochs are dropped unsent
         self.late_events = 0        # timed events written after their frame had passed
         self.max_late_frames = 0
         self.cycles = 0
         self.xruns = 0
         self.shut_down: str | None = None   # why the server dropped us, once it has
+        self.callback_error: str | None = None  # a bug in the callback, for the watch
         self._hi = 0                        # the unwrapped frame counter's upper part
         self._raw = self.client.frame_time
         self.cycle_base = self._raw         # last_frame_time of the latest period, unwrapped
@@ -129,6 +176,12 @@ class JackMidi:
     # ------------------------------------------------------------ JACK's thread
 
     def _process(self, nframes: int) -> None:
+        try:
+            self._cycle(nframes)
+        except Exception as e:  # noqa: BLE001 - JACK-Client would never call us again
+            self.callback_error = f"{type(e).__name__}: {e}"
+
+    def _cycle(self, nframes: int) -> None:
         raw = self.client.last_frame_time
         if raw < self._raw:
             self._hi += WRAP
@@ -142,11 +195,16 @@ class JackMidi:
 
     def _read_input(self, base: int) -> None:
         ring = self.input
+        clock = self.clock
+        clock.count = 0
         got = False
         for offset, data in self.in_port.incoming_midi_events():
             n = len(data)
-            if n > MAX_SHORT or data[0] == 0xF0:
+            status = ord(data[0])            # a cffi buffer's items are bytes
+            if n > MAX_SHORT or status == 0xF0:
                 continue                     # sysex: not ours to read
+            if status >= 0xF2:
+                clock.read(offset, status, data)
             w = ring.w
             if w - ring.r > ring.mask:
                 ring.dropped += 1
@@ -182,10 +240,17 @@ class JackMidi:
             if timed.epochs[i] < floor:      # thrown away by the sending side
                 r += 1
                 continue
-            frame = timed.frames[i]
-            if frame >= end:
-                break
-            offset = frame - base
+            tick = timed.ticks[i]
+            if tick >= 0:                    # on a MIDI clock tick: where it came
+                offset = self.clock.offset_of(tick)
+                if offset == -2:
+                    break
+                frame = base + offset if offset >= 0 else base - 1
+            else:
+                frame = timed.frames[i]
+                if frame >= end:
+                    break
+                offset = frame - base
             if offset < 0:
                 self.late_events += 1
                 if -offset > self.max_late_frames:
@@ -206,9 +271,10 @@ class JackMidi:
 
     # ------------------------------------------------------------ the sending side
 
-    def send_at(self, frame: int, epoch: int, data: bytes) -> bool:
-        """Queue `data` for JACK frame `frame` (frames queued in order); False if full."""
-        return self.timed.push(frame, epoch, data)
+    def send_at(self, frame: int, epoch: int, data: bytes, tick: int = -1) -> bool:
+        """Queue `data` for JACK frame `frame`, or (tick >= 0) for the MIDI clock tick at
+        song position `tick` on our input (queued in order); False if full."""
+        return self.timed.push(frame, epoch, data, tick)
 
     def send_now(self, data: bytes) -> bool:
         """Queue `data` for the start of the next period, before any timed event."""

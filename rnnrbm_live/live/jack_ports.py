@@ -81,6 +81,8 @@ class NativePorts:
         if midi.shut_down is not None:
             raise UserError("the jack server is gone (note-offs were attempted); start "
                             "jack again, then restart rnnrbm-live")
+        if midi.callback_error is not None:
+            raise RuntimeError(f"in the jack process callback: {midi.callback_error}")
         names = {p.name for p in midi.client.get_ports(is_midi=True)}
         for name, role in self._watched:
             if name not in names:

@@ -12,9 +12,13 @@ note-offs go out, so a queued note-on can never land after its note-off; and sin
 queued note-off may be dropped too, every note with a queued event gets a note-off then.
 The final panic drops everything queued first, the same way.
 
-On a MIDI clock grid a frame is due when its tick is predicted to come, so it can be
-handed over before the tick: the tick's own frame when it has arrived, else the follower's
-prediction from the last tick. `--latency-ms` shifts by whole samples.
+On a MIDI clock grid each slot is handed over with its tick's song position, ahead of
+time (at the tick's predicted time less `ahead_s`, or at once while no tempo is known),
+and the process callback writes it at the sample where that tick comes in on our input,
+in the same period: so a frame falls on its tick even across a tempo change, with no
+prediction in the timing. With a --latency-ms offset a frame is due off its tick, at the
+tick's frame (or prediction) plus the offset, placed like an internal-grid frame.
+`--latency-ms` shifts by whole samples.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ class JackSender(Sender):
         super().__init__(port, notes, grid, clock, round(latency_s * rate) / rate, **kwargs)
         self.rate = rate
         self.ahead_s = ahead_s
+        self.on_ticks = not self.grid.exact and self.latency_s == 0.0
+        self._tick = -1                     # the song position of the slot being sent
         self.queued_notes = bytearray(128)  # notes with an event queued since the last drop
 
     def due(self, frame: int) -> float | None:
@@ -46,7 +52,15 @@ class JackSender(Sender):
         if grid.exact:
             return grid.time_of(frame) + self.latency_s
         at = grid.time_of(frame)    # the tick's own time if it came, else its prediction
-        return None if at is None else at + self.latency_s
+        if at is None:
+            # No tempo yet: a slot placed on its tick goes over now; one off its tick
+            # waits until the tick can be predicted (see poll).
+            return self.clock.now() + self.ahead_s if self.on_ticks else None
+        return at + self.latency_s
+
+    def _send_slot(self, slot, due: float) -> None:
+        self._tick = slot.frame * self.grid.ticks_per_frame if self.on_ticks else -1
+        super()._send_slot(slot, due)
 
     def poll(self, now: float) -> float | None:
         nxt = super().poll(now)
@@ -64,8 +78,8 @@ class JackSender(Sender):
         if due is None:
             self._push(lambda: port.send_now(data))
             return self.clock.now()
-        frame = round(due * self.rate)
-        self._push(lambda: port.send_at(frame, self.epoch, data))
+        frame, tick = round(due * self.rate), self._tick
+        self._push(lambda: port.send_at(frame, self.epoch, data, tick))
         if data[0] & 0xE0 == 0x80:          # a note-on or note-off, queued ahead
             self.queued_notes[data[1]] = 1
         return frame / self.rate
