@@ -42,7 +42,10 @@ def start_jack(period: int) -> subprocess.Popen | None:
     cmd += ["-d", "dummy", "-r", "48000", "-p", str(period)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    for _ in range(100):
+    for _ in range(200):    # up to 20 s: a loaded machine answers slowly
+        if proc.poll() is not None:
+            sys.exit(f"bench_live: jackd exited ({proc.returncode}); is a server named "
+                     f"{os.environ.get('JACK_DEFAULT_SERVER', 'default')} stopping?")
         if jack_answers():
             return proc
         time.sleep(0.1)
@@ -285,3 +288,26 @@ def hanging(notes) -> int:
         kind, note = event[-2], event[-1]
         (sounding.add if kind == "on" else sounding.discard)(note)
     return len(sounding)
+
+
+def row(cells) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def ms3(x: np.ndarray) -> str:
+    a = np.abs(x) * 1000
+    return " / ".join(f"{v:.3f}" for v in np.percentile(a, [50, 99, 100])) if len(a) else "-"
+
+
+def recorded_onsets(record: Path, t0: float, rate: int) -> np.ndarray:
+    """The player's note-ons in a --record file, as frames (of t0's clock) * rate."""
+    import mido
+    midi = mido.MidiFile(record)
+    tempo = next(m.tempo for m in midi.tracks[0] if m.type == "set_tempo")
+    seconds_per_tick = tempo / 1e6 / midi.ticks_per_beat
+    tick, out = 0, []
+    for msg in midi.tracks[1]:
+        tick += msg.time
+        if msg.type == "note_on" and msg.velocity:
+            out.append(round((t0 + tick * seconds_per_tick) * rate))
+    return np.array(out, dtype=float)

@@ -46,8 +46,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_jack import (JACK_ENV, ClockMaster, Receiver, Sender, count_recorded,  # noqa: E402
-                        deviations, frame_ticks, grid_deviation, hanging,
-                        start_jack, stop_process)
+                        deviations, frame_ticks, grid_deviation, hanging, ms3,
+                        recorded_onsets, row, start_jack, stop_process)
 
 PATHS = {"native": "jack-native", "rtmidi": "jack"}   # our name -> --backend
 
@@ -92,6 +92,26 @@ def run_engine(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
     if done.returncode != 0:
         sys.exit(f"bench_live: the engine failed ({done.returncode}): {done.stderr.strip()}")
     return done
+
+
+def launch(cmd: list[str]) -> subprocess.Popen:
+    """The engine in its own process, returned once it plays (or waits for the clock)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env=engine_env(), cwd=str(REPO))
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def read():
+        for line in proc.stderr:
+            lines.append(line)
+            if any(w in line for w in ("playing", "waiting for the daw", "error")):
+                ready.set()
+        ready.set()
+    threading.Thread(target=read, daemon=True).start()
+    if not ready.wait(60) or proc.poll() is not None or "error" in "".join(lines):
+        stop_process(proc)
+        sys.exit("bench_live: the engine did not start: " + "".join(lines[-5:]))
+    return proc
 
 
 def busy_process() -> subprocess.Popen:
@@ -150,15 +170,6 @@ def baseline_xruns(seconds: float, busy: bool) -> int:
     return xruns
 
 
-def row(cells) -> str:
-    return "| " + " | ".join(str(c) for c in cells) + " |"
-
-
-def ms3(x: np.ndarray) -> str:
-    a = np.abs(x) * 1000
-    return " / ".join(f"{v:.3f}" for v in np.percentile(a, [50, 99, 100])) if len(a) else "-"
-
-
 # ----------------------------------------------------------------------------- input
 
 
@@ -167,14 +178,11 @@ def input_run(model: str, path: str, notes: int, folder: Path) -> dict:
     send = Sender("bench-send")
     record, stats_path = folder / f"in-{path}.mid", folder / f"in-{path}.json"
     seconds = notes * 0.15 + 4
-    proc = subprocess.Popen(engine_cmd(model, path, "--mode", "continue", "--bpm", "100",
-                                       "--in-port", "bench-send:out", "--record",
-                                       str(record), "--stats-json", str(stats_path),
-                                       "--stop-after", f"{seconds:g}"),
-                            env=engine_env(), cwd=str(REPO), stderr=subprocess.PIPE,
-                            text=True)
+    proc = launch(engine_cmd(model, path, "--mode", "continue", "--bpm", "100",
+                             "--in-port", "bench-send:out", "--record", str(record),
+                             "--stats-json", str(stats_path), "--stop-after", f"{seconds:g}",
+                             quiet=False))
     try:
-        time.sleep(3)   # model loaded, ports open
         rate = send.rate
         start = send.client.frame_time + int(0.3 * rate)
         rng = np.random.default_rng(3)
@@ -183,9 +191,8 @@ def input_run(model: str, path: str, notes: int, folder: Path) -> dict:
             note = int(rng.integers(60, 72))
             send.at(on, bytes([0x90, note, 90]))
             send.at(on + int(0.1 * rate), bytes([0x80, note, 0]))
-        _, err = proc.communicate(timeout=seconds + 60)
-        if proc.returncode != 0:
-            sys.exit(f"bench_live: the engine failed: {err.strip()}")
+        if proc.wait(seconds + 60) != 0:
+            sys.exit(f"bench_live: the engine failed ({proc.returncode})")
         played = np.array([f for f, d in send.sent if d[0] & 0xF0 == 0x90], dtype=float)
     finally:
         stop_process(proc)
@@ -200,20 +207,6 @@ def input_run(model: str, path: str, notes: int, folder: Path) -> dict:
     return out
 
 
-def recorded_onsets(record: Path, t0: float, rate: int) -> np.ndarray:
-    """The player's note-ons in a --record file, as frames (of t0's clock) * rate."""
-    import mido
-    midi = mido.MidiFile(record)
-    tempo = next(m.tempo for m in midi.tracks[0] if m.type == "set_tempo")
-    seconds_per_tick = tempo / 1e6 / midi.ticks_per_beat
-    tick, out = 0, []
-    for msg in midi.tracks[1]:
-        tick += msg.time
-        if msg.type == "note_on" and msg.velocity:
-            out.append(round((t0 + tick * seconds_per_tick) * rate))
-    return np.array(out, dtype=float)
-
-
 # ----------------------------------------------------------------------------- clock
 
 
@@ -221,14 +214,11 @@ def clock_run(model: str, path: str, seconds: float) -> dict:
     """Frames on jack_midi_clock's ticks through tempo changes, a stop and a start."""
     recv, ticks, master = Receiver("bench-recv"), Receiver("bench-ticks"), ClockMaster()
     subprocess.run(["jack_connect", master.port, "bench-ticks:in"], check=True, timeout=10)
-    proc = subprocess.Popen(engine_cmd(model, path, "--mode", "generate", "--clock", "midi",
-                                       "--in-port", master.port, "--out-port",
-                                       "bench-recv:in"),
-                            env=engine_env(), cwd=str(REPO), stderr=subprocess.PIPE,
-                            text=True)
+    proc = launch(engine_cmd(model, path, "--mode", "generate", "--clock", "midi",
+                             "--in-port", master.port, "--out-port", "bench-recv:in",
+                             quiet=False))
     stopped = []
     try:
-        time.sleep(3)
         step = seconds / 5
         for i, tempo in enumerate((120, 150, 100, 137, 120)):
             master.say(f"tempo {tempo}")
@@ -270,26 +260,11 @@ def answer_trials(model: str, path: str, trials: int) -> list[float]:
     bpm, dt = 100.0, 0.3
     bar = 8 * dt
     phrase_frames = 8
-    env = engine_env()
-    proc = subprocess.Popen(engine_cmd(model, path, "--mode", "continue", "--bpm", f"{bpm:g}",
-                                       "--in-port", "bench-send:out", "--out-port",
-                                       "bench-recv:in", quiet=False),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=env, cwd=str(REPO))
-    lines: list[str] = []
-    ready = threading.Event()
-
-    def read():
-        for line in proc.stderr:
-            lines.append(line)
-            if "playing" in line or "error" in line:
-                ready.set()
-        ready.set()
-    threading.Thread(target=read, daemon=True).start()
+    proc = launch(engine_cmd(model, path, "--mode", "continue", "--bpm", f"{bpm:g}",
+                             "--in-port", "bench-send:out", "--out-port", "bench-recv:in",
+                             quiet=False))
     results = []
     try:
-        if not ready.wait(60) or proc.poll() is not None:
-            sys.exit("bench_live: the engine did not start: " + "".join(lines[-5:]))
         rate = recv.rate
         rng = np.random.default_rng(5)
         e_major = [64, 66, 68, 69, 71, 73, 75, 76]
@@ -320,6 +295,71 @@ def answer_trials(model: str, path: str, trials: int) -> list[float]:
     return results
 
 
+def output_section(model, paths, settings, busy_modes, seconds, folder) -> bool:
+    print("\noutput: deviation of every note event from the grid t0 + k*dt, as an "
+          "independent jack client stamps it (ms)\n")
+    print(row(("path", "grid", "load", "events", "lost", "hanging", "xruns",
+               "p50 / p99 / max", "engine late")))
+    print(row(("---",) * 9), flush=True)
+    for busy in busy_modes:
+        print(row(("no engine", "-", "busy" if busy else "none", "-", "-", "-",
+                   baseline_xruns(seconds, busy), "-", "-")), flush=True)
+    ok = True
+    for bpm, fpb in settings:
+        for busy in busy_modes:
+            for path in paths:
+                r = timing_run(model, path, bpm, fpb, seconds, busy, folder)
+                if path == "native":
+                    p99 = float(np.percentile(np.abs(r["absolute"]), 99)) * 1000
+                    ok &= r["lost"] == 0 and r["hanging"] == 0 and p99 <= 0.05
+                print(row((path, f"{bpm:g} bpm, 1/{4 * fpb}", "busy" if busy else "none",
+                           r["events"], r["lost"], r["hanging"], r["xruns"],
+                           ms3(r["absolute"]), r["engine_late"])), flush=True)
+    return ok
+
+
+def input_section(model, paths, notes, folder) -> bool:
+    print("\ninput: recorded onsets against the frames they were played at (ms; the "
+          "rtmidi path's file holds 480 ticks a beat, 1.25 ms at 100 bpm)\n")
+    print(row(("path", "played", "recorded", "onset p50 / p99 / max",
+               "inter-onset p50 / p99 / max")))
+    print(row(("---",) * 5))
+    ok = True
+    for path in paths:
+        r = input_run(model, path, notes, folder)
+        if path == "native":
+            ok &= r["recorded"] == r["played"] and \
+                float(np.max(np.abs(r.get("absolute", [1])))) == 0.0
+        print(row((path, r["played"], r["recorded"], ms3(r.get("absolute", [])),
+                   ms3(r.get("interval", [])))), flush=True)
+    return ok
+
+
+def clock_section(model, paths, seconds) -> bool:
+    print("\nmidi clock (jack_midi_clock): note-ons against their frame's tick (ms)\n")
+    print(row(("path", "note-ons", "p50 / p99 / max", "while stopped", "hanging", "xruns")))
+    print(row(("---",) * 6))
+    ok = True
+    for path in paths:
+        r = clock_run(model, path, seconds)
+        if path == "native":
+            p99 = float(np.percentile(np.abs(r["deviation"]), 99)) * 1000
+            ok &= p99 <= 0.05 and r["while_stopped"] == 0 and r["hanging"] == 0
+        print(row((path, r["notes"], ms3(r["deviation"]), r["while_stopped"], r["hanging"],
+                   r["xruns"])), flush=True)
+    return ok
+
+
+def answers_section(model, path, trials) -> bool:
+    res = answer_trials(model, path, trials)
+    shown = ", ".join(f"{x:+.2f}" for x in res)
+    within = all(abs(x) <= 1.0 for x in res if x == x) and all(x == x for x in res)
+    print(f"\ncontinue mode ({path}), 100 bpm: answer's first note - end of the silence "
+          f"span, in frames (0.3 s): {shown} -> {'within' if within else 'NOT within'} "
+          "one frame")
+    return within
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -334,10 +374,11 @@ def main() -> int:
     p.add_argument("--paths", default="native,rtmidi",
                    help="native (--backend jack-native), rtmidi (--backend jack) or both")
     p.add_argument("--input-notes", type=int, default=200,
-                   help="notes played into the input per path (default %(default)s; 0: none)")
-    p.add_argument("--no-clock", action="store_true", help="skip the midi clock runs")
+                   help="notes played into the input per path (default %(default)s)")
+    p.add_argument("--sections", default="output,input,clock,answers",
+                   help="which parts to run (default %(default)s)")
     p.add_argument("--answer-trials", type=int, default=4,
-                   help="continue-mode answers to time (default %(default)s; 0: none)")
+                   help="continue-mode answers to time (default %(default)s)")
     p.add_argument("--model", default=None,
                    help="model name or STEM.onnx (default: nottingham if bundled, else a "
                         "random-init model exported for the bench)")
@@ -345,6 +386,7 @@ def main() -> int:
                    help="jack period when the bench starts jackd (default %(default)s)")
     args = p.parse_args()
     paths = [x for x in args.paths.split(",") if x]
+    sections = set(args.sections.split(","))
     if not paths or set(paths) - set(PATHS):
         p.error(f"--paths {args.paths}: give native, rtmidi or native,rtmidi")
 
@@ -358,57 +400,14 @@ def main() -> int:
         print(f"bench_live: {args.seconds:g} s per run, model {model}, "
               f"{os.cpu_count()} cpus, load {os.getloadavg()[0]:.2f}", flush=True)
         ok = True
-        print("\noutput: deviation of every note event from the grid t0 + k*dt, as an "
-              "independent jack client stamps it (ms)\n")
-        print(row(("path", "grid", "load", "events", "lost", "hanging", "xruns",
-                   "p50 / p99 / max", "engine late")))
-        print(row(("---",) * 9), flush=True)
-        for busy in busy_modes:
-            print(row(("no engine", "-", "busy" if busy else "none", "-", "-", "-",
-                       baseline_xruns(args.seconds, busy), "-", "-")), flush=True)
-        for bpm, fpb in settings:
-            for busy in busy_modes:
-                for path in paths:
-                    r = timing_run(model, path, bpm, fpb, args.seconds, busy, folder)
-                    if path == "native":
-                        p99 = float(np.percentile(np.abs(r["absolute"]), 99)) * 1000
-                        ok &= r["lost"] == 0 and r["hanging"] == 0 and p99 <= 0.05
-                    print(row((path, f"{bpm:g} bpm, 1/{4 * fpb}", "busy" if busy else
-                               "none", r["events"], r["lost"], r["hanging"], r["xruns"],
-                               ms3(r["absolute"]), r["engine_late"])), flush=True)
-        if args.input_notes > 0:
-            print("\ninput: recorded onsets against the frames they were played at (ms)\n")
-            print(row(("path", "played", "recorded", "onset p50 / p99 / max",
-                       "inter-onset p50 / p99 / max")))
-            print(row(("---",) * 5))
-            for path in paths:
-                r = input_run(model, path, args.input_notes, folder)
-                if path == "native":
-                    ok &= r["recorded"] == r["played"] and \
-                        float(np.max(np.abs(r.get("absolute", [1])))) == 0.0
-                print(row((path, r["played"], r["recorded"], ms3(r.get("absolute", [])),
-                           ms3(r.get("interval", [])))), flush=True)
-        if not args.no_clock:
-            print("\nmidi clock (jack_midi_clock): note-ons against their frame's tick (ms)"
-                  "\n")
-            print(row(("path", "note-ons", "p50 / p99 / max", "while stopped", "hanging",
-                       "xruns")))
-            print(row(("---",) * 6))
-            for path in paths:
-                r = clock_run(model, path, args.seconds)
-                if path == "native":
-                    p99 = float(np.percentile(np.abs(r["deviation"]), 99)) * 1000
-                    ok &= p99 <= 0.05 and r["while_stopped"] == 0 and r["hanging"] == 0
-                print(row((path, r["notes"], ms3(r["deviation"]), r["while_stopped"],
-                           r["hanging"], r["xruns"])), flush=True)
-        if args.answer_trials > 0:
-            res = answer_trials(model, paths[0], args.answer_trials)
-            shown = ", ".join(f"{x:+.2f}" for x in res)
-            within = all(abs(x) <= 1.0 for x in res if x == x) and all(x == x for x in res)
-            ok &= within
-            print(f"\ncontinue mode ({paths[0]}), 100 bpm: answer's first note - end of the "
-                  f"silence span, in frames (0.3 s): {shown} -> "
-                  f"{'within' if within else 'NOT within'} one frame")
+        if "output" in sections:
+            ok &= output_section(model, paths, settings, busy_modes, args.seconds, folder)
+        if "input" in sections:
+            ok &= input_section(model, paths, args.input_notes, folder)
+        if "clock" in sections:
+            ok &= clock_section(model, paths, args.seconds)
+        if "answers" in sections:
+            ok &= answers_section(model, paths[0], args.answer_trials)
         print("\ngoal (native: p99 <= 0.05 ms on the grid and on clock ticks, onsets to the "
               "sample, nothing lost or hanging): " + ("met" if ok else "NOT met"))
         return 0 if ok else 1

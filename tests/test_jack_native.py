@@ -19,23 +19,14 @@ import time
 import mido
 import pytest
 
-from conftest import JackReceiver, jack_ports
+from conftest import JackReceiver, JackSender, jack_ports
+from test_live_jack import _wait
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow]
 
 
 def _client_name() -> str:
     return f"rnnrbm-n{os.getpid() % 100000}"
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _hanging(events) -> set[int]:
@@ -89,8 +80,8 @@ def test_native_records_the_players_onsets_to_the_sample(
     rate = jack_sender.rate
     p = _native(engine_process, live_model, "--mode", "continue", "--bpm", "100",
                 "--in-port", jack_sender.name, "--record", str(record),
-                "--stats-json", str(stats_path), "-q")
-    time.sleep(3)  # -q prints nothing: give it time to load and open its ports
+                "--stats-json", str(stats_path))
+    p.wait_for("playing")
     start = jack_sender.frame_time() + int(0.2 * rate)
     for i, note in enumerate([60, 64, 67, 72, 67, 64, 61]):
         on = start + i * 7919 + (i * 37) % 64   # odd frames, anywhere in a period
@@ -204,40 +195,33 @@ def _misses(off, tick_frames, clock):
 
 
 def _frame_ticks(clock, ticks_per_frame: int) -> list[int]:
-    """The frames of every ticks_per_frame-th clock tick of each run (Start .. Stop)."""
-    out, position, running = [], 0, False
+    """The frames of every ticks_per_frame-th tick after each Start (jack_midi_clock sends
+    ticks only while rolling, and Start after a locate to 0)."""
+    runs: list[list[int]] = []
     for frame, data in clock:
-        status = data[0]
-        if status in (0xFA, 0xFB):
-            running = True
-            position = 0 if status == 0xFA else position
-        elif status == 0xFC:
-            running = False
-        elif status == 0xF2:
-            position = 6 * (data[1] | data[2] << 7)
-        elif status == 0xF8 and running:
-            if position % ticks_per_frame == 0:
-                out.append(frame)
-            position += 1
-    return out
+        if data[0] == 0xFA:
+            runs.append([])
+        elif data[0] == 0xF8 and runs:
+            runs[-1].append(frame)
+    return [f for run in runs for f in run[::ticks_per_frame]]
 
 
-def test_native_a_vanished_output_port_ends_with_one_line(
-        jack_server, engine_process, live_model):
-    target = JackReceiver(f"gone{os.getpid() % 10000}")
+def test_native_an_input_port_that_goes_ends_with_one_line_and_silence(
+        jack_server, receiver, engine_process, live_model):
+    keyboard = JackSender(f"keys{os.getpid() % 10000}")
+    p = _native(engine_process, live_model, "--mode", "generate", "--bpm", "200",
+                "--in-port", keyboard.name, "--out-port", receiver.name)
     try:
-        p = _native(engine_process, live_model, "--mode", "generate", "--bpm", "200",
-                    "--out-port", target.name)
         p.wait_for("playing")
-        _wait(lambda: target.note_events(), 10, "notes")
+        _wait(receiver.note_events, 10, "notes")
     finally:
-        target.close()
-    code = p.proc.wait(15)
+        keyboard.close()    # the keyboard's program quits
+    assert p.proc.wait(15) == 2
     p._reader.join(2)
-    assert code == 2
     errors = [line for line in p.lines if "error" in line]
-    assert len(errors) == 1 and "the output port is gone" in errors[0]
-    assert not any("Traceback" in line for line in p.lines)
+    assert len(errors) == 1 and "the input port is gone" in errors[0], p.lines[-3:]
+    assert not [line for line in p.lines if "Traceback" in line]
+    assert not _hanging(receiver.note_events())
 
 
 def test_native_answer_yields_at_once_and_drops_what_it_queued_ahead(

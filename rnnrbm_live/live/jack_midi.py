@@ -158,6 +158,7 @@ class JackMidi:
         self.clock = TickTracker()
         self.floor = 0              # timed events of older epochs are dropped unsent
         self.late_events = 0        # timed events written after their frame had passed
+        self.lost_events = 0        # events JACK's period buffer had no room for
         self.max_late_frames = 0
         self.cycles = 0
         self.xruns = 0
@@ -227,8 +228,7 @@ class JackMidi:
         urgent = self.urgent
         r = urgent.r
         while r != urgent.w:
-            i = r & urgent.mask
-            port.write_midi_event(0, urgent.data[i])
+            self._write(port, 0, urgent.data[r & urgent.mask])
             r += 1
         urgent.r = r
         timed = self.timed
@@ -258,10 +258,16 @@ class JackMidi:
                 offset = 0
             if offset < last:
                 offset = last                # JACK keeps a period's events in order
-            port.write_midi_event(offset, timed.data[i])
+            self._write(port, offset, timed.data[i])
             last = offset
             r += 1
         timed.r = r
+
+    def _write(self, port, offset: int, data: bytes) -> None:
+        try:
+            port.write_midi_event(offset, data)
+        except self.jack.JackError:
+            self.lost_events += 1            # the period's buffer is full: JACK's limit
 
     def _xrun(self, delayed_usecs: float) -> None:
         self.xruns += 1

@@ -92,7 +92,7 @@ class NativePorts:
 
     def stats(self) -> dict:
         midi = self.midi
-        return {"jack_late_events": midi.late_events,
+        return {"jack_late_events": midi.late_events, "jack_lost_events": midi.lost_events,
                 "jack_max_late_frames": midi.max_late_frames, "jack_xruns": midi.xruns,
                 "jack_input_dropped": midi.input.dropped, "jack_rate": midi.rate,
                 "jack_period": midi.period}

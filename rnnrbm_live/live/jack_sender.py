@@ -105,9 +105,10 @@ class JackSender(Sender):
                 queued[note] = 0
 
     def _count_lateness(self, frame: int, late: float) -> None:
-        # Lateness against the planned hand-over time, not the due time: a slot handed
-        # over within `ahead_s` of its frame still sounds on its sample.
-        super()._count_lateness(frame, late + self.ahead_s)
+        # Lateness against the last safe hand-over, two periods before the due time, not
+        # the due time itself: up to then JACK still places the slot on its sample (so
+        # the normal lateness is about -ahead_s, and "late" means at risk).
+        super()._count_lateness(frame, late + 2 * self.port.period / self.rate)
 
     def panic(self) -> int:
         self.port.drop_all()
