@@ -184,7 +184,7 @@ def input_run(model: str, path: str, notes: int, folder: Path) -> dict:
                              quiet=False))
     try:
         rate = send.rate
-        start = send.client.frame_time + int(0.3 * rate)
+        start = send.client.frame_time + int(0.5 * rate)   # after the engine's frame 0
         rng = np.random.default_rng(3)
         for i in range(notes):
             on = start + int(i * 0.15 * rate) + int(rng.integers(0, 64))
