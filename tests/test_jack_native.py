@@ -22,7 +22,12 @@ import pytest
 from conftest import JackReceiver, JackSender, jack_ports
 from test_live_jack import _wait
 
-pytestmark = [pytest.mark.jack, pytest.mark.slow]
+from rnnrbm_live.live.jack_midi import Ring, TickTracker
+
+
+def _e2e(test):
+    """An end-to-end test on the real JACK server (the marks CI and -m select on)."""
+    return pytest.mark.jack(pytest.mark.slow(test))
 
 
 def _client_name() -> str:
@@ -47,6 +52,7 @@ def _grid_frames(stats: dict) -> tuple[float, float]:
     return (stats["t0"] + stats["latency_s"]) * rate, stats["frame_seconds"] * rate
 
 
+@_e2e
 def test_native_notes_land_on_the_grid_to_the_sample(
         jack_server, receiver, engine_process, live_model, tmp_path):
     stats_path = tmp_path / "stats.json"
@@ -74,6 +80,7 @@ def test_native_notes_land_on_the_grid_to_the_sample(
     assert last[0] & 0xF0 == 0xB0 and last[1] == 123, "no all-notes-off at the end"
 
 
+@_e2e
 def test_native_records_the_players_onsets_to_the_sample(
         jack_server, jack_sender, engine_process, live_model, tmp_path):
     record, stats_path = tmp_path / "take.mid", tmp_path / "stats.json"
@@ -139,6 +146,7 @@ def midi_clock_master(jack_server):
                 proc.kill()
 
 
+@_e2e
 def test_native_frames_fall_on_jack_midi_clock_ticks_through_tempo_and_transport(
         jack_server, receiver, midi_clock_master, engine_process, live_model):
     ticks = JackReceiver(f"ticks{os.getpid() % 10000}")
@@ -207,6 +215,7 @@ def _frame_ticks(clock, ticks_per_frame: int) -> list[int]:
     return [f for run in runs for f in run[::ticks_per_frame]]
 
 
+@_e2e
 def test_native_an_input_port_that_goes_ends_with_one_line_and_silence(
         jack_server, receiver, engine_process, live_model):
     keyboard = JackSender(f"keys{os.getpid() % 10000}")
@@ -225,6 +234,7 @@ def test_native_an_input_port_that_goes_ends_with_one_line_and_silence(
     assert not _hanging(receiver.note_events())
 
 
+@_e2e
 def test_native_answer_yields_at_once_and_drops_what_it_queued_ahead(
         jack_server, receiver, jack_sender, engine_process, live_model):
     # The answer's next notes wait in the JACK queue ahead of time: when the player comes
@@ -256,3 +266,39 @@ def test_native_answer_yields_at_once_and_drops_what_it_queued_ahead(
         f"{after[:12]}"
     assert p.stop() == 0
     assert not _hanging(receiver.note_events())
+
+
+# ----------------------------------------------------------------------------- the parts
+# What the process callback relies on, without a server: the queue and the tick count.
+
+
+def test_the_queue_is_fixed_size_and_refuses_rather_than_grows():
+    ring = Ring(4)
+    assert all(ring.push(f, 0, bytes([0x90, 60, 1])) for f in range(4))
+    assert not ring.push(4, 0, b"\x80<\x00") and len(ring) == 4
+    ring.r += 1                          # the callback took one
+    assert ring.push(4, 1, b"\x80<\x00", tick=48)
+    i = 4 & ring.mask
+    assert (ring.frames[i], ring.epochs[i], ring.ticks[i]) == (4, 1, 48)
+    with pytest.raises(ValueError):
+        Ring(6)
+
+
+def test_the_tick_count_follows_start_song_position_continue_and_stop():
+    clock = TickTracker()
+    clock.read(0, 0xF8, b"\xf8")         # stopped: the tick moves nothing
+    assert clock.next == 0 and clock.count == 0
+    clock.read(3, 0xFA, b"\xfa")         # Start: the next tick is position 0
+    clock.read(5, 0xF8, b"\xf8")
+    clock.read(40, 0xF8, b"\xf8")
+    assert clock.offset_of(0) == 5 and clock.offset_of(1) == 40
+    assert clock.offset_of(2) == -2      # not come yet: wait for it
+    clock.count = 0                      # the next period
+    assert clock.offset_of(1) == -1      # came in an earlier period: late
+    clock.read(0, 0xFC, b"\xfc")         # Stop, then a song position of 4 sixteenths
+    clock.read(1, 0xF2, b"\xf2\x04\x00")
+    clock.read(2, 0xF8, b"\xf8")
+    assert clock.next == 24 and clock.count == 0
+    clock.read(9, 0xFB, b"\xfb")         # Continue from there
+    clock.read(11, 0xF8, b"\xf8")
+    assert clock.offset_of(24) == 11 and clock.next == 25

@@ -112,8 +112,9 @@ class TickTracker:
         self.offsets = array("q", bytes(8 * size))
         self.count = 0                       # ticks in this period
 
-    def read(self, offset: int, status: int, data) -> None:
-        """One system message at `offset`: its status byte, and its bytes (a buffer)."""
+    def read(self, offset: int, status: int, data: bytes = b"") -> None:
+        """One system message at `offset`: its status byte (and, for a Song Position
+        Pointer, its three bytes)."""
         if status == 0xF8:
             if self.running:
                 n = self.count
@@ -130,7 +131,7 @@ class TickTracker:
         elif status == 0xFC:
             self.running = False
         elif status == 0xF2 and len(data) == 3:
-            self.next = 6 * (ord(data[1]) | ord(data[2]) << 7)
+            self.next = 6 * (data[1] | data[2] << 7)
 
     def offset_of(self, position: int) -> int:
         """The offset of tick `position` in this period; -1 if it came earlier (late),
@@ -205,7 +206,7 @@ class JackMidi:
             if n > MAX_SHORT or status == 0xF0:
                 continue                     # sysex: not ours to read
             if status >= 0xF2:
-                clock.read(offset, status, data)
+                clock.read(offset, status, bytes(data) if status == 0xF2 else b"")
             w = ring.w
             if w - ring.r > ring.mask:
                 ring.dropped += 1
