@@ -3,6 +3,8 @@ how it ended (every note silenced first)."""
 
 from __future__ import annotations
 
+import gc
+import math
 import os
 import signal
 import sys
@@ -57,6 +59,7 @@ def run_live(args) -> int:
     from rnnrbm_live.live import ports as portmod
     from rnnrbm_live.live.engine import Engine, LiveConfig
     from rnnrbm_live.live.recording import write_recording
+    from rnnrbm_live.live.sender import try_realtime
     from rnnrbm_live.midi.roll import N_KEYS
     from rnnrbm_live.model.session import StepSession
 
@@ -82,7 +85,9 @@ def run_live(args) -> int:
         max_answer_bars=args.max_answer_bars, compute_s=args.compute_ms / 1000,
         state_cc=args.state_cc, cc=cc_map(args), stop_after_s=args.stop_after,
         record=args.record is not None, learned_in_c=session.model.learned_in_c,
-        realtime_priority=args.realtime_priority)
+        realtime_priority=args.realtime_priority,
+        clock_window=1 if backend.native else 24,
+        compute_priority=_helper_priority(backend, args.realtime_priority))
 
     holder: dict = {}
 
@@ -91,19 +96,21 @@ def run_live(args) -> int:
         if engine is not None:
             engine.on_message(msg)
 
-    opened = portmod.open_ports(backend, args.out_port, args.in_port, on_message,
-                                client_name=args.client_name)
-    watch = None
+    opened, watch, native = _open_ports(portmod, backend, args, on_message)
     try:
-        watch = portmod.PortWatch(backend, opened)
         engine = Engine(session, opened.output, config, log=say, port_check=watch.check,
-                        out_name=opened.out_name)
+                        out_name=opened.out_name, **native)
         holder["engine"] = engine
+        if backend.native:
+            opened.start_input(engine.on_message, config.compute_priority)
         _banner(say, args, backend, opened, session, config, per_step)
         stopper.engine = engine
         if stopper.reason is not None:
             engine.stop(stopper.reason)
         ready = _ready_line(args, opened)
+        gc.freeze()  # what lives all run (the model, tables) is never traversed again
+        if config.compute_priority:
+            try_realtime(config.compute_priority)  # this thread checks the ports: GIL too
 
         def started() -> None:
             say(ready)
@@ -113,7 +120,7 @@ def run_live(args) -> int:
         say.hide_status()
         holder.pop("engine", None)
         with portmod.quiet_stderr():  # libjack complains at length if its server died
-            if watch is not None:
+            if watch is not opened:
                 watch.close()
             opened.close()
 
@@ -141,7 +148,8 @@ def run_live(args) -> int:
         if engine.follower is not None and engine.follower.bpm:
             bpm = engine.follower.bpm
         try:
-            write_recording(args.record, engine, bpm=bpm)
+            write_recording(args.record, engine, bpm=bpm,
+                            ticks_per_beat=_record_resolution(backend, opened, bpm))
             say(f"recorded both sides to {args.record}")
         except OSError as e:
             print(f"{PROG}: error: --record {args.record}: cannot write it "
@@ -153,14 +161,15 @@ def run_live(args) -> int:
         import json
         bpm = tempo_used(engine)
         stats.update(stop_reason=engine.stop_reason, clock=config.clock, bpm=bpm,
-                     t0=engine.t0, latency_s=config.latency_s,
+                     t0=engine.t0, latency_s=engine.sender.latency_s,
                      frame_seconds=bpm and 60.0 / bpm / config.frames_per_beat,
                      sender_realtime=engine.sender_realtime,
                      slots=[[int(k), round(late, 7)] for k, late in
                             zip(engine.sender.lateness_frames, engine.sender.lateness)],
                      frames_per_beat=config.frames_per_beat, mode=config.mode,
                      provider=session.provider,
-                     step_ms=round(per_step * 1000, 3))
+                     step_ms=round(per_step * 1000, 3),
+                     **(opened.stats() if backend.native else {}))
         try:
             with open(args.stats_json, "w") as f:
                 json.dump(stats, f, indent=1)
@@ -204,6 +213,38 @@ def _stop_line(engine, stats: dict) -> str:
             f"late), {stats['skipped_frames']} frames skipped (the model fell behind)")
 
 
+def _open_ports(portmod, backend, args, on_message):
+    """(the open ports, what watches them, the engine's extra arguments) for the backend:
+    JACK-native (its own frame clock and a sender that hands events over ahead of time),
+    or rtmidi."""
+    if backend.native:
+        from rnnrbm_live.live.jack_ports import open_native
+        opened = open_native(args.out_port, args.in_port, args.client_name)
+        return opened, opened, {"clock": opened.clock, "sender_factory": opened.make_sender}
+    opened = portmod.open_ports(backend, args.out_port, args.in_port, on_message,
+                                client_name=args.client_name)
+    try:
+        return opened, portmod.PortWatch(backend, opened), {}
+    except BaseException:
+        opened.close()
+        raise
+
+
+def _helper_priority(backend, realtime_priority: int) -> int:
+    """JACK-native: the process callback runs Python and needs the GIL, so the threads
+    that take it (compute, input) run realtime too, below the sending thread, lest a
+    busy machine preempt one while it holds the GIL (an xrun). Elsewhere: not needed."""
+    return max(1, realtime_priority - 10) if backend.native and realtime_priority else 0
+
+
+def _record_resolution(backend, opened, bpm: float) -> int:
+    """MIDI file ticks per beat for --record: on the JACK-native path fine enough that a
+    tick is at most one sample (up to the format's 32767), so onsets keep their sample."""
+    if not backend.native:
+        return 480
+    return min(32767, max(480, math.ceil(60.0 / bpm * opened.midi.rate)))
+
+
 def _banner(say, args, backend, opened, session, config, per_step: float) -> None:
     say("sends midi only: a synth or a daw track makes the sound")
     if opened.out_virtual:
@@ -217,7 +258,9 @@ def _banner(say, args, backend, opened, session, config, per_step: float) -> Non
         say(f"  input (send TO it): {opened.in_name}  <- {what}")
     else:
         say(f"  input: listening to {opened.in_name}")
-    if backend.key == "jack" and opened.out_virtual:
+    if backend.native:
+        say("  " + opened.latency_line())
+    if backend.key in ("jack", "jack-native") and opened.out_virtual:
         say(f"  e.g. jack_connect {opened.out_name} <synth midi input>")
     grid = NOTE_NAMES.get(config.frames_per_beat, f"1/{config.frames_per_beat} beat")
     tempo = (f"{config.bpm:g} bpm, a frame per {grid} ({config.frame_seconds:.3f} s)"

@@ -150,8 +150,10 @@ def build_parser(run_ports, add_offline_commands) -> argparse.ArgumentParser:
     g.add_argument("--in-port", metavar="NAME", default=None,
                    help="listen to this existing port instead of making a virtual one")
     g.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
-                   help="auto: coremidi on macOS, windows multimedia on windows, jack "
-                        "on linux when a jack server runs, else alsa (default %(default)s)")
+                   help="auto: coremidi on macOS, windows multimedia on windows; on "
+                        "linux when a jack server runs jack-native (sample-accurate, "
+                        "needs JACK-Client) or else jack (through rtmidi); else alsa "
+                        "(default %(default)s)")
     g.add_argument("--client-name", default=PROG, metavar="NAME",
                    help="client name of the virtual ports (default %(default)s)")
     for control, (default, does) in CC_OPTIONS.items():
@@ -172,8 +174,9 @@ def build_parser(run_ports, add_offline_commands) -> argparse.ArgumentParser:
                         "notes pressed later join the next frame (default %(default)g)")
     g.add_argument("--realtime-priority", type=int, default=40, metavar="N",
                    help="ask for realtime (SCHED_FIFO) priority N for the sending thread, "
-                        "below a jack server's usual 70; 0: do not ask (default "
-                        "%(default)s; without the permission it runs at normal priority)")
+                        "below a jack server's usual 70 (jack-native: the other threads "
+                        "at N-10); 0: do not ask (default %(default)s; without the "
+                        "permission it runs at normal priority)")
     g.add_argument("--record", metavar="FILE.mid", default=None,
                    help="write what was played, both sides, to FILE.mid on exit")
     g.add_argument("--stop-after", type=float, default=None, metavar="SECONDS",

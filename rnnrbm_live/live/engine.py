@@ -30,7 +30,7 @@ from rnnrbm_live.live.controls import CCMap, Controls
 from rnnrbm_live.live.midi_clock import TICKS_PER_BEAT, MidiClockFollower, MidiClockGrid
 from rnnrbm_live.live.modes import make_composer
 from rnnrbm_live.live.notes import NoteMessages
-from rnnrbm_live.live.sender import PortFailed, Sender, run_sender_thread
+from rnnrbm_live.live.sender import PortFailed, Sender, run_sender_thread, try_realtime
 
 SWITCH_INTERVAL_S = 0.0005  # the GIL hand-over: 5 ms by default would delay the sender
 PORT_CHECK_S = 0.5
@@ -59,6 +59,10 @@ class LiveConfig:
     record: bool = False
     learned_in_c: bool = True
     realtime_priority: int = 0         # SCHED_FIFO priority for the sending thread; 0: no
+    clock_window: int = TICKS_PER_BEAT  # ticks in the tempo estimate; 1 where each tick
+                                        # carries its own sample-accurate time (JACK-native)
+    compute_priority: int = 0          # SCHED_FIFO for the compute thread (JACK-native: a
+                                       # GIL holder must not be preempted; see timing.md)
 
     @property
     def frame_seconds(self) -> float:
@@ -76,7 +80,8 @@ class Engine:
     def __init__(self, session, out_port, config: LiveConfig, clock: Clock | None = None,
                  log: Callable[[str], None] | None = None,
                  port_check: Callable[[], None] | None = None,
-                 out_name: str = "the output port"):
+                 out_name: str = "the output port",
+                 sender_factory: Callable[..., Sender] = Sender):
         self.config = config
         self.clock = clock or RealClock()
         self.log = log or (lambda line: None)
@@ -89,16 +94,18 @@ class Engine:
             if TICKS_PER_BEAT % config.frames_per_beat:
                 raise ValueError(f"frames_per_beat must divide {TICKS_PER_BEAT} to follow "
                                  "a midi clock")
-            self.follower: MidiClockFollower | None = MidiClockFollower()
+            self.follower: MidiClockFollower | None = \
+                MidiClockFollower(config.clock_window)
             self.grid = MidiClockGrid(self.follower, TICKS_PER_BEAT // config.frames_per_beat,
                                       default_frame_seconds=config.frame_seconds)
         else:
             self.follower = None
             self.grid = InternalGrid(self.clock.now() + config.start_delay_s,
                                      config.frame_seconds)
-        self.sender = Sender(out_port, self.notes, self.grid, self.clock, config.latency_s,
-                             held=self.held if config.mode == "accompany" else None,
-                             record=config.record, port_name=out_name)
+        self.sender = sender_factory(
+            out_port, self.notes, self.grid, self.clock, config.latency_s,
+            held=self.held if config.mode == "accompany" else None, record=config.record,
+            port_name=out_name)
         self.composer = make_composer(
             config.mode, session, self.grid, self.sender, self.notes, self.controls,
             frames_per_bar=config.frames_per_bar,
@@ -123,9 +130,11 @@ class Engine:
 
     # ================================================================== input thread
 
-    def on_message(self, msg: mido.Message) -> None:
-        """The input port's callback: stamp, route, wake. Runs on the backend's thread."""
-        t = self.clock.now()
+    def on_message(self, msg: mido.Message, t: float | None = None) -> None:
+        """The input port's callback: stamp, route, wake. Runs on the backend's thread.
+        `t`: the message's own time where the backend knows it (JACK-native), else now."""
+        if t is None:
+            t = self.clock.now()
         kind = msg.type
         follower = self.follower
         if kind == "clock":
@@ -218,6 +227,7 @@ class Engine:
     def _compute_loop(self) -> None:
         clock = self.clock
         wake = self.compute_wake
+        try_realtime(self.config.compute_priority)
         try:
             while not self.stop_event.is_set():
                 wake.clear()

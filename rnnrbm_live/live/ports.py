@@ -39,8 +39,10 @@ START_JACK = ("start a jack server: jackd -d alsa (a desktop's sound card), pw-j
 OUT_NAME = "out"
 IN_NAME = "in"
 
-# --backend name -> rtmidi API name (mido.backends.rtmidi/<API>)
+# --backend name -> rtmidi API name (mido.backends.rtmidi/<API>). jack-native plays
+# through JACK-Client (jack_ports.py) and lists ports through rtmidi's JACK API.
 API_NAMES = {
+    "jack-native": "UNIX_JACK",
     "alsa": "LINUX_ALSA",
     "jack": "UNIX_JACK",
     "coremidi": "MACOSX_CORE",
@@ -59,6 +61,11 @@ class Backend:
     @property
     def module_name(self) -> str:
         return f"mido.backends.rtmidi/{self.api}"
+
+    @property
+    def native(self) -> bool:
+        """JACK's own MIDI API (sample-accurate), not rtmidi's."""
+        return self.key == "jack-native"
 
     @property
     def virtual_ports(self) -> bool:
@@ -128,7 +135,7 @@ def choose_backend(requested: str = "auto") -> Backend:
         elif sys.platform == "win32":
             key = "windows"
         elif jack_running():
-            key = "jack"
+            key = "jack-native" if _native_available() else "jack"
         else:
             key = "alsa"
             if not os.path.exists("/dev/snd/seq"):
@@ -139,16 +146,24 @@ def choose_backend(requested: str = "auto") -> Backend:
     if not _compiled(api):
         raise UserError(f"--backend {key}: this python-rtmidi was built without {key} "
                         "support; choose another --backend (see rnnrbm-live ports)")
-    if key == "jack" and not jack_running():
-        raise UserError(f"--backend jack: no jack server is running; {START_JACK}")
+    if key in ("jack", "jack-native") and not jack_running():
+        raise UserError(f"--backend {key}: no jack server is running; {START_JACK}")
+    if key == "jack-native" and not _native_available():
+        raise UserError("--backend jack-native: needs the JACK-Client package (pip install "
+                        "'rnnrbm-live[jack]'); or use --backend jack")
     if key == "alsa" and sys.platform.startswith("linux") \
             and not os.path.exists("/dev/snd/seq"):
         raise UserError("--backend alsa: alsa midi is not available here (no "
                         f"/dev/snd/seq); {START_JACK}, and use --backend jack; or load "
                         "the snd-seq kernel module")
-    if key == "jack":
+    if key in ("jack", "jack-native"):
         os.environ.setdefault("JACK_NO_START_SERVER", "1")
     return Backend(key=key, api=api, mido=mido.Backend(f"mido.backends.rtmidi/{api}"))
+
+
+def _native_available() -> bool:
+    from rnnrbm_live.live.jack_midi import available
+    return available()
 
 
 def _call(backend: Backend, what: str, fn: Callable):

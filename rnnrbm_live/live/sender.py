@@ -48,6 +48,10 @@ class PortFailed(Exception):
 
 
 class Sender:
+    # How long before its due time a slot is handed to the port. 0 here: this sender sends
+    # at the due time. A port that places events itself (jack_sender.py) takes them early.
+    ahead_s = 0.0
+
     def __init__(self, port, notes: NoteMessages, grid, clock, latency_s: float = 0.0,
                  held: bytearray | None = None, record: bool = False,
                  port_name: str = "the output port"):
@@ -125,8 +129,10 @@ class Sender:
                     self.epoch = slot.epoch
                 continue
             due = self.due(slot.frame)
-            if due is None or due > now:
-                return due
+            if due is None:
+                return None
+            if due - self.ahead_s > now:
+                return due - self.ahead_s
             slots.popleft()
             self._send_slot(slot, due)
 
@@ -137,16 +143,16 @@ class Sender:
         held = self.held
         for msg in slot.offs:
             if sounding[msg.note]:
-                send(msg)
+                send(msg, due)
                 sounding[msg.note] = 0
         for msg in slot.ons:
             note = msg.note
             if sounding[note] or (held is not None and held[note]):
                 continue
-            send(msg)
+            send(msg, due)
             sounding[note] = 1
         for msg in slot.extra:
-            send(msg)
+            send(msg, due)
         self._count_lateness(slot.frame, started - due)
 
     def _count_lateness(self, frame: int, late: float) -> None:
@@ -163,6 +169,7 @@ class Sender:
         while urgent:
             kind, value = urgent.popleft()
             if kind == "silence":
+                self._drop_queued(value)
                 self._all_off()
                 self.epoch = max(self.epoch, value)
             elif kind == "off":
@@ -179,15 +186,25 @@ class Sender:
                 self._send(self.notes.off(note))
                 sounding[note] = 0
 
-    def _send(self, msg: mido.Message) -> None:
+    def _drop_queued(self, epoch: int) -> None:
+        """Forget what the port holds of epochs before `epoch` (a port that is handed
+        events ahead of time); this sender hands nothing over early."""
+
+    def _write(self, msg: mido.Message, due: float | None) -> float:
+        """Hand `msg` to the port, now (due None: an urgent one) or for `due`; return the
+        time it goes out. Here: sent now."""
+        self.port.send(msg)
+        return self.clock.now()
+
+    def _send(self, msg: mido.Message, due: float | None = None) -> None:
         try:
-            self.port.send(msg)
+            t = self._write(msg, due)
         except Exception as e:  # the backend's own error types differ; all mean the same
             raise PortFailed(f"{self.port_name}: sending failed ({type(e).__name__}: "
                              f"{str(e).strip().lower() or 'no detail'})") from e
         self.messages_sent += 1
         if self.log is not None:
-            self.log.append((self.clock.now(), msg))
+            self.log.append((t, msg))
 
     # ------------------------------------------------------------- every way out
 

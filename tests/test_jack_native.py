@@ -1,0 +1,304 @@
+"""The JACK-native path (--backend jack-native) end to end on a real JACK server.
+
+As in test_live_jack.py, the engine runs in its own process and the test's clients are
+independent JACK-Client clients that stamp (receiver) or place (sender) events at exact
+frames. On this path the engine's times are JACK frames, so the checks are exact: a note
+lands on round(t0 + k * dt) to the sample unless the engine itself counted it late (it
+handed the event over after JACK had processed its period), a recorded onset is the
+sender's frame, a frame falls on its MIDI clock tick's frame.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import mido
+import pytest
+
+from conftest import JackReceiver, JackSender, jack_ports
+from test_live_jack import _wait
+
+from rnnrbm_live.live.jack_midi import Ring, TickTracker
+
+
+def _e2e(test):
+    """An end-to-end test on the real JACK server (the marks CI and -m select on)."""
+    return pytest.mark.jack(pytest.mark.slow(test))
+
+
+def _client_name() -> str:
+    return f"rnnrbm-n{os.getpid() % 100000}"
+
+
+def _hanging(events) -> set[int]:
+    """Notes still sounding after (frame, kind, note) events, in arrival order."""
+    sounding: set[int] = set()
+    for _, kind, note in events:
+        (sounding.add if kind == "on" else sounding.discard)(note)
+    return sounding
+
+
+def _native(engine_process, model, *args):
+    return engine_process("--model", str(model), "--backend", "jack-native",
+                          "--client-name", _client_name(), *args)
+
+
+def _grid_frames(stats: dict) -> tuple[float, float]:
+    rate = stats["jack_rate"]
+    return (stats["t0"] + stats["latency_s"]) * rate, stats["frame_seconds"] * rate
+
+
+@_e2e
+def test_native_notes_land_on_the_grid_to_the_sample(
+        jack_server, receiver, engine_process, live_model, tmp_path):
+    stats_path = tmp_path / "stats.json"
+    p = _native(engine_process, live_model, "--mode", "generate", "--bpm", "240",
+                "--frames-per-beat", "4", "--seed", "3", "--latency-ms", "1.01",
+                "--out-port", receiver.name, "--stats-json", str(stats_path))
+    p.wait_for("playing; ctrl+c stops")
+    assert any("output latency:" in line and "samples" in line for line in p.lines)
+    _wait(lambda: len(receiver.note_events()) >= 60, 20, "sixty note events")
+    assert p.stop() == 0
+    stats = json.loads(stats_path.read_text())
+    t0, dt = _grid_frames(stats)
+    assert stats["latency_s"] * stats["jack_rate"] == 48  # 1.01 ms: whole samples
+    events = receiver.note_events()
+    final = receiver.snapshot()[-1][0]     # the final note-offs and CC 123: not on the grid
+    on_grid = [f for f, _, _ in events if f < final]
+    off = [f for f in on_grid if f != round(t0 + round((f - t0) / dt) * dt)]
+    assert len(on_grid) >= 50
+    assert len(off) <= stats["jack_late_events"], f"events off their sample: {off[:5]}"
+    # An event is late only when JACK skipped the period it was queued for (the dummy
+    # backend does, at an xrun, on a loaded machine); never otherwise.
+    assert stats["jack_late_events"] == 0 or stats["jack_xruns"] > 0
+    assert not _hanging(events), "a note still sounds after SIGTERM"
+    last = receiver.snapshot()[-1][1]
+    assert last[0] & 0xF0 == 0xB0 and last[1] == 123, "no all-notes-off at the end"
+
+
+@_e2e
+def test_native_records_the_players_onsets_to_the_sample(
+        jack_server, jack_sender, engine_process, live_model, tmp_path):
+    record, stats_path = tmp_path / "take.mid", tmp_path / "stats.json"
+    rate = jack_sender.rate
+    p = _native(engine_process, live_model, "--mode", "continue", "--bpm", "100",
+                "--in-port", jack_sender.name, "--record", str(record),
+                "--stats-json", str(stats_path))
+    p.wait_for("playing; ctrl+c stops")
+    start = jack_sender.frame_time() + int(0.5 * rate)    # after frame 0 (0.25 s in)
+    for i, note in enumerate([60, 64, 67, 72, 67, 64, 61]):
+        on = start + i * 7919 + (i * 37) % 64   # odd frames, anywhere in a period
+        jack_sender.at(on, bytes([0x90, note, 90]))
+        jack_sender.at(on + 5000 + i, bytes([0x80, note, 0]))
+    _wait(lambda: jack_sender.pending() == 0, 10, "the phrase to be played")
+    time.sleep(0.3)
+    assert p.stop() == 0
+    stats = json.loads(stats_path.read_text())
+    midi = mido.MidiFile(record)
+    tempo = next(m.tempo for m in midi.tracks[0] if m.type == "set_tempo")
+    seconds_per_tick = tempo / 1e6 / midi.ticks_per_beat
+    assert seconds_per_tick * rate <= 1.0, "the file cannot hold a sample's resolution"
+    recorded, tick = [], 0
+    for msg in midi.tracks[1]:
+        tick += msg.time
+        if msg.type in ("note_on", "note_off"):
+            kind = "on" if msg.type == "note_on" and msg.velocity else "off"
+            recorded.append((round((stats["t0"] + tick * seconds_per_tick) * rate), kind,
+                             msg.note))
+    played = [(f, "on" if d[0] & 0xF0 == 0x90 else "off", d[1]) for f, d in jack_sender.sent]
+    assert sorted(recorded) == sorted(played), \
+        [(r[0] - q[0], r[1], q[1]) for r, q in zip(sorted(recorded), sorted(played))]
+
+
+@pytest.fixture
+def midi_clock_master(jack_server):
+    """jack_midi_clock (24 ppqn from JACK transport) and jack_transport to drive it."""
+    if not (shutil.which("jack_midi_clock") and shutil.which("jack_transport")):
+        if os.environ.get("RNNRBM_REQUIRE_JACK") == "1":
+            pytest.fail("jack_midi_clock is required here (apt-get install jack-midi-clock)")
+        pytest.skip("jack_midi_clock is not installed (apt-get install jack-midi-clock)")
+    clock = subprocess.Popen(["jack_midi_clock"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    transport = subprocess.Popen(["jack_transport"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 text=True)
+
+    def say(command: str) -> None:
+        transport.stdin.write(command + "\n")
+        transport.stdin.flush()
+
+    try:
+        _wait(lambda: "jack_midi_clock:mclk_out" in jack_ports(), 10, "jack_midi_clock")
+        say("master")
+        say("stop")
+        say("locate 0")
+        yield say
+    finally:
+        for proc in (transport, clock):
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@_e2e
+def test_native_frames_fall_on_jack_midi_clock_ticks_through_tempo_and_transport(
+        jack_server, receiver, midi_clock_master, engine_process, live_model):
+    ticks = JackReceiver(f"ticks{os.getpid() % 10000}")
+    try:
+        subprocess.run(["jack_connect", "jack_midi_clock:mclk_out", ticks.name], check=True,
+                       timeout=10)
+        p = _native(engine_process, live_model, "--mode", "generate", "--clock", "midi",
+                    "--seed", "6", "--in-port", "jack_midi_clock:mclk_out",
+                    "--out-port", receiver.name)
+        p.wait_for("waiting for the daw")
+        say = midi_clock_master
+        say("tempo 120")
+        say("play")
+        time.sleep(2.5)
+        say("tempo 150")
+        time.sleep(2.5)
+        say("stop")
+        time.sleep(1.0)
+        stopped = ticks.frame_time()
+        say("locate 0")
+        time.sleep(0.3)
+        restarted = ticks.frame_time()
+        say("play")
+        time.sleep(2.0)
+        say("stop")
+        time.sleep(0.5)
+        assert p.stop() == 0
+        clock = ticks.snapshot()
+    finally:
+        ticks.close()
+    tick_frames = _frame_ticks(clock, ticks_per_frame=12)
+    ons = sorted({f for f, kind, _ in receiver.note_events() if kind == "on"})
+    assert len(ons) >= 20, "too few frames played"
+    # On its tick's sample, through the tempo change too (JACK's thread writes each frame
+    # where its tick comes in); the first frame after each of the two Starts may miss it
+    # (the model starts when Start comes) and then comes one period late.
+    off = [f for f in ons if min(abs(f - t) for t in tick_frames) > 0]
+    assert len(off) <= 2, f"notes off their tick: {_misses(off, tick_frames, clock)}"
+    on_120 = [f for f in ons if f < stopped]
+    gaps = {round((b - a) / ticks.rate, 3) for a, b in zip(on_120, on_120[1:])}
+    assert 0.25 in gaps and 0.2 in gaps, f"no tempo change followed: {sorted(gaps)}"
+    assert not [f for f in ons if stopped < f < restarted], "notes while stopped"
+    assert [f for f in ons if f > restarted], "nothing after the transport started again"
+    assert not _hanging(receiver.note_events())
+
+
+def _misses(off, tick_frames, clock):
+    """For the message: each note off its tick, against the nearest frame tick."""
+    out = []
+    for f in off:
+        near = min(tick_frames, key=lambda t: abs(f - t))
+        out.append((f, f - near, tick_frames.index(near),
+                    [(c, d.hex()) for c, d in clock if abs(c - f) < 3000 and d[0] != 0xF8]))
+    return out
+
+
+def _frame_ticks(clock, ticks_per_frame: int) -> list[int]:
+    """The frames of every ticks_per_frame-th tick after each Start (jack_midi_clock sends
+    ticks only while rolling, and Start after a locate to 0)."""
+    runs: list[list[int]] = []
+    for frame, data in clock:
+        if data[0] == 0xFA:
+            runs.append([])
+        elif data[0] == 0xF8 and runs:
+            runs[-1].append(frame)
+    return [f for run in runs for f in run[::ticks_per_frame]]
+
+
+@_e2e
+def test_native_an_input_port_that_goes_ends_with_one_line_and_silence(
+        jack_server, receiver, engine_process, live_model):
+    keyboard = JackSender(f"keys{os.getpid() % 10000}")
+    p = _native(engine_process, live_model, "--mode", "generate", "--bpm", "200",
+                "--in-port", keyboard.name, "--out-port", receiver.name)
+    try:
+        p.wait_for("playing; ctrl+c stops")
+        _wait(receiver.note_events, 10, "notes")
+    finally:
+        keyboard.close()    # the keyboard's program quits
+    assert p.proc.wait(15) == 2
+    p._reader.join(2)
+    errors = [line for line in p.lines if "error" in line]
+    assert len(errors) == 1 and "the input port is gone" in errors[0], p.lines[-3:]
+    assert not [line for line in p.lines if "Traceback" in line]
+    assert not _hanging(receiver.note_events())
+
+
+@_e2e
+def test_native_answer_yields_at_once_and_drops_what_it_queued_ahead(
+        jack_server, receiver, jack_sender, engine_process, live_model):
+    # The answer's next notes wait in the JACK queue ahead of time: when the player comes
+    # back they must be dropped, and every note that sounds (or was queued) turned off.
+    rate = receiver.rate
+    p = _native(engine_process, live_model, "--mode", "continue", "--bpm", "200",
+                "--seed", "5", "--answer-bars", "4", "--in-port", jack_sender.name,
+                "--out-port", receiver.name)
+    p.wait_for("playing; ctrl+c stops")
+    start = jack_sender.frame_time() + int(0.3 * rate)
+    for i, note in enumerate([64, 68, 71, 73, 71, 68]):
+        on = start + int(i * 0.15 * rate)
+        jack_sender.at(on, bytes([0x90, note, 90]))
+        jack_sender.at(on + int(0.12 * rate), bytes([0x80, note, 0]))
+    first_on = _wait(lambda: min((f for f, k, _ in receiver.note_events() if k == "on"),
+                                 default=None), 10, "the answer")
+    interrupt = max(first_on + int(0.5 * rate), jack_sender.frame_time() + int(0.05 * rate))
+    jack_sender.at(interrupt, bytes([0x90, 76, 90]))
+    jack_sender.at(interrupt + int(0.3 * rate), bytes([0x80, 76, 0]))
+    time.sleep((interrupt - jack_sender.frame_time()) / rate + 0.8)
+    events = receiver.note_events()
+    react = 2 * receiver.period + int(0.012 * rate)   # input -> compute -> queue -> JACK
+    assert not [f for f, k, _ in events if k == "on" and f > interrupt + react], \
+        "the answer went on after the player came back"
+    after = [(round((f - interrupt) * 1000 / rate), k, n) for f, k, n in events
+             if f > interrupt]
+    assert not _hanging([e for e in events if e[0] <= interrupt + react]), \
+        f"a note of the answer still sounds after the player came back (ms, kind, note): " \
+        f"{after[:12]}"
+    assert p.stop() == 0
+    assert not _hanging(receiver.note_events())
+
+
+# ----------------------------------------------------------------------------- the parts
+# What the process callback relies on, without a server: the queue and the tick count.
+
+
+def test_the_queue_is_fixed_size_and_refuses_rather_than_grows():
+    ring = Ring(4)
+    assert all(ring.push(f, 0, bytes([0x90, 60, 1])) for f in range(4))
+    assert not ring.push(4, 0, b"\x80<\x00") and len(ring) == 4
+    ring.r += 1                          # the callback took one
+    assert ring.push(4, 1, b"\x80<\x00", tick=48)
+    i = 4 & ring.mask
+    assert (ring.frames[i], ring.epochs[i], ring.ticks[i]) == (4, 1, 48)
+    with pytest.raises(ValueError):
+        Ring(6)
+
+
+def test_the_tick_count_follows_start_song_position_continue_and_stop():
+    clock = TickTracker()
+    clock.read(0, 0xF8, b"\xf8")         # stopped: the tick moves nothing
+    assert clock.next == 0 and clock.count == 0
+    clock.read(3, 0xFA, b"\xfa")         # Start: the next tick is position 0
+    clock.read(5, 0xF8, b"\xf8")
+    clock.read(40, 0xF8, b"\xf8")
+    assert clock.offset_of(0) == 5 and clock.offset_of(1) == 40
+    assert clock.offset_of(2) == -2      # not come yet: wait for it
+    clock.count = 0                      # the next period
+    assert clock.offset_of(1) == -1      # came in an earlier period: late
+    clock.read(0, 0xFC, b"\xfc")         # Stop, then a song position of 4 sixteenths
+    clock.read(1, 0xF2, b"\xf2\x04\x00")
+    clock.read(2, 0xF8, b"\xf8")
+    assert clock.next == 24 and clock.count == 0
+    clock.read(9, 0xFB, b"\xfb")         # Continue from there
+    clock.read(11, 0xF8, b"\xf8")
+    assert clock.offset_of(24) == 11 and clock.next == 25
