@@ -22,10 +22,11 @@ from safetensors.torch import save as safetensors_bytes
 
 import rnnrbm_live
 from rnnrbm_live.errors import UserError
-from rnnrbm_live.model.card import FORMAT, contract_shapes
+from rnnrbm_live.model.card import FORMAT, FORMAT_V1, contract_shapes
 
 from .checkpoint import load_checkpoint, weights
 from .model import RNNRBM
+from .sampler import KINDS, STARTS, Sampler
 from .step_check import ExportCheckError, verify_step_graph
 from .step_graph import DEFAULT_OPSET, GRAPHS, MIN_OPSET, build_step_graph
 
@@ -39,17 +40,22 @@ def _tempered(checkpoint_card: dict) -> dict | None:
 
 
 def model_card(model: RNNRBM, checkpoint_card: dict, gibbs_steps: int, opset: int, graph: str,
-               nodes: int, weights_sha256: str, check: dict) -> dict:
+               nodes: int, weights_sha256: str, check: dict, sampler: Sampler | None = None,
+               sampler_metrics: dict | None = None) -> dict:
     """The `.onnx.json` card: what the runtime needs, where the model came from, how good it is."""
     c = model.config
-    inputs, outputs = contract_shapes(c.n_visible, c.n_hidden, c.n_recurrent, gibbs_steps)
+    chains = None if sampler is None else sampler.chains
+    inputs, outputs = contract_shapes(c.n_visible, c.n_hidden, c.n_recurrent, gibbs_steps, chains)
+    versioned = {} if sampler is None else {"sampler": {**sampler.to_dict(), "label": sampler.label()},
+                                            "sampler_metrics": sampler_metrics}
     return {
-        "format": FORMAT,
+        "format": FORMAT_V1 if sampler is None else FORMAT,
         "n_visible": c.n_visible, "lowest_pitch": c.lowest_pitch, "n_hidden": c.n_hidden,
         "n_recurrent": c.n_recurrent, "gibbs_steps": gibbs_steps, "frames_per_beat": c.frames_per_beat,
         "u0": [float(x) for x in model.u0.detach().float().tolist()],
         "dataset": c.dataset, "transposed_to": c.transposed_to,
         "metrics": checkpoint_card.get("metrics"),
+        **versioned,
         "tempered": _tempered(checkpoint_card),
         "opset": opset,
         "inputs": [{"name": n, "shape": s, "dtype": "float32"} for n, s in inputs.items()],
@@ -89,21 +95,24 @@ def _write_all(contents: dict[Path, bytes]) -> None:
 
 
 def export_model(model: RNNRBM, card: dict, out_stem: str | Path, gibbs_steps: int | None = None,
-                 opset: int = DEFAULT_OPSET, graph: str = "sigmoid") -> dict[str, Path]:
-    """Build, check and write STEM.onnx, STEM.onnx.json and STEM.safetensors; their paths."""
-    k = model.config.gibbs_steps if gibbs_steps is None else gibbs_steps
+                 opset: int = DEFAULT_OPSET, graph: str = "sigmoid", sampler: Sampler | None = None,
+                 sampler_metrics: dict | None = None) -> dict[str, Path]:
+    """Build, check and write STEM.onnx, STEM.onnx.json and STEM.safetensors; their paths.
+    With a sampler, a version 2 step (its K is sampler.steps); without, version 1."""
+    k = sampler.steps if sampler is not None else model.config.gibbs_steps if gibbs_steps is None else gibbs_steps
     if not isinstance(k, int) or k < 1:
         raise UserError(f"--gibbs-steps must be a positive integer, got {k!r}")
     if not MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
         raise UserError(f"--opset {opset} is not supported; use {MIN_OPSET}..{onnx.defs.onnx_opset_version()} "
                         f"(default {DEFAULT_OPSET})")
     tensors = weights(model)
-    graph_proto = build_step_graph({n: t.numpy() for n, t in tensors.items()}, k, opset, graph)
+    graph_proto = build_step_graph({n: t.numpy() for n, t in tensors.items()}, k, opset, graph, sampler)
     onnx_bytes = graph_proto.SerializeToString()
-    check = verify_step_graph(model, onnx_bytes, k)
-    weights_bytes = safetensors_bytes(tensors, metadata={"format": FORMAT})
+    check = verify_step_graph(model, onnx_bytes, k, sampler=sampler)
+    weights_bytes = safetensors_bytes(tensors, metadata={"format": FORMAT if sampler else FORMAT_V1})
     sha = hashlib.sha256(weights_bytes).hexdigest()
-    out_card = model_card(model, card, k, opset, graph, len(graph_proto.graph.node), sha, check)
+    out_card = model_card(model, card, k, opset, graph, len(graph_proto.graph.node), sha, check, sampler,
+                          sampler_metrics)
     paths = stem_paths(out_stem)
     paths["onnx"].parent.mkdir(parents=True, exist_ok=True)
     _write_all({paths["onnx"]: onnx_bytes, paths["weights"]: weights_bytes,
