@@ -81,6 +81,10 @@ class Sampler:
         return f"sir R={self.chains} K={self.steps}{mix}"
 
 
+# What rnnrbm-export writes unless told otherwise; chosen by scripts/bench_sampler.py (README).
+DEFAULT_SAMPLER = Sampler("sir", 10, chains=8, previous=8, lean=2.0)
+
+
 def noise_shape(sampler: Sampler, n_hidden: int, n_visible: int) -> tuple[int, int, int]:
     """Per frame: [R, K + 1, n_h + n_v]."""
     return sampler.chains, sampler.steps + 1, n_hidden + n_visible
@@ -172,10 +176,4 @@ def _sir(sampler: Sampler, W, bv, bh, v_prev, noise, held, free, T, probe):
 def _log_g(a: torch.Tensor, held: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
     """The visible units summed out of exp(v . a) given the held ones: softplus(a) over the
     free units plus a over the units held on (h's own term h.bh is the same at every beta)."""
-    return (free * softplus(a) + held * a).sum(-1)
-
-
-def softplus(x: torch.Tensor) -> torch.Tensor:
-    """log(1 + e^x) as relu(x) + log(1 + e^-|x|): finite everywhere, and the same
-    operations as the graph's (onnxruntime's Softplus overflows past x = 88)."""
-    return torch.relu(x) + torch.log(1 + torch.exp(-torch.abs(x)))
+    return (free * torch.nn.functional.softplus(a) + held * a).sum(-1)

@@ -67,11 +67,8 @@ def _base(g: Graph, sampler: Sampler, nv: int) -> str:
 
 
 def _log_g(g: Graph, a: str, out: str) -> str:
-    """sum(free * softplus(a) + held * a) over the last axis, keeping it; softplus(x) =
-    relu(x) + log(1 + exp(-|x|)) as in the reference."""
-    tail = g.op("Exp", [g.op("Neg", [g.op("Abs", [a], out + "_abs")], out + "_nabs")], out + "_e")
-    sp = g.op("Add", [g.op("Relu", [a], out + "_relu"),
-                      g.op("Log", [g.op("Add", ["one", tail], out + "_1p")], out + "_log")], out + "_sp")
+    """sum(free * softplus(a) + held * a) over the last axis, keeping it."""
+    sp = g.op("Softplus", [a], out + "_sp")
     terms = g.op("Add", [g.op("Mul", ["free_r", sp], out + "_free"), g.op("Mul", ["held_r", a], out + "_held")],
                  out + "_terms")
     return g.op("ReduceSum", [terms, g.const("last_axis", np.array([-1], np.int64))], out, keepdims=1)
@@ -101,8 +98,7 @@ def _sir(g: Graph, sampler: Sampler, parts: list[str], nh: int, nv: int) -> str:
         a1 = g.op("Gather", [a01, g.const("index1", np.array(1, np.int64))], f"a{i}_1", axis=0)
         v = _draw_visible(g, a1, parts[2 * i + 1], f"v{i}")
         if i < k:
-            pre = g.op("Add", [g.op("Mul", [g.const(f"beta{i}", f32(i / k)), g.op("Gemm", [v, "W"], f"vw{i}")],
-                                    f"bvw{i}"), "bh_r"], f"hpre{i}")
+            pre = g.op("Gemm", [v, "W", "bh_r"], f"hpre{i}", alpha=i / k)  # beta (v W) + bh
             h = sigmoid_draw(g, pre, parts[2 * i], neg_t, "one", f"h{i}")
     return _pick(g, r, nv, log_w, v, parts[2 * k])
 

@@ -65,8 +65,9 @@ def bare_run(model: StepModel, batch: int, threads: int, provider: str = "CPUExe
     """run_with_iobinding on fixed numpy buffers: the graph alone, noise drawn once."""
     session = ort.InferenceSession(str(model.onnx_path), session_options(threads), providers=[provider])
     rng = np.random.default_rng(0)
-    buffers = {"u_prev": np.tile(model.u0, (batch, 1)),
-               "noise": rng.random((batch, model.gibbs_steps, model.noise_size), dtype=np.float32),
+    previous = {"v_prev": np.zeros((batch, model.n_visible), np.float32)} if model.takes_previous else {}
+    buffers = {"u_prev": np.tile(model.u0, (batch, 1)), **previous,
+               "noise": rng.random((batch, *model.noise_shape), dtype=np.float32),
                "clamp_mask": np.zeros((batch, model.n_visible), np.float32),
                "clamp_value": np.zeros((batch, model.n_visible), np.float32),
                "temperature": np.ones((batch, 1), np.float32),
