@@ -30,9 +30,10 @@ from tqdm import tqdm
 from rnnrbm_live.midi.datasets import DATASETS, load_split
 from rnnrbm_live.errors import UserError
 
-from . import batching
+from . import played
 from .ais import ais, free_energy
 from .checkpoint import json_path, load_checkpoint, pick_device, resolve
+from .frames import frame_accuracy, frame_biases
 from .model import RNNRBM
 from .uniforms import Uniforms
 
@@ -40,27 +41,7 @@ from .uniforms import Uniforms
 PAPER_RNN_RBM = {"jsb_chorales": (-6.27, 33.12), "nottingham": (-2.39, 75.40),
                  "musedata": (-6.01, 34.02), "piano_midi": (-7.09, 28.92)}
 
-_SEQUENCES_PER_BATCH = 16  # RNN passes over padded batches; the RNN is a small part of the cost
 _ACC_CHAINS_PER_CHUNK = 2 ** 16
-
-
-# --- the frames and their conditional RBMs ------------------------------------------------
-
-
-@torch.no_grad()
-def frame_biases(model: RNNRBM, sequences: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Every frame v_t [N, n_v] of the sequences, in order, with the biases bv_t [N, n_v]
-    and bh_t [N, n_h] of its RBM given the true history v_<t; on the model's device."""
-    device = model.W.device
-    vs, bvs, bhs = [], [], []
-    for start in range(0, len(sequences), _SEQUENCES_PER_BATCH):
-        v, mask = batching.pad(sequences[start:start + _SEQUENCES_PER_BATCH], device)
-        bv, bh = model.conditional_biases(v)
-        keep = mask.bool()
-        vs.append(v[keep])
-        bvs.append(bv[keep])
-        bhs.append(bh[keep])
-    return torch.cat(vs), torch.cat(bvs), torch.cat(bhs)
 
 
 # --- the two measures ------------------------------------------------------------------------
@@ -87,15 +68,6 @@ def ais_measures(W: torch.Tensor, v: torch.Tensor, bv: torch.Tensor, bh: torch.T
                   progress=advance, statistic=accuracy)
     neg_f = -free_energy(W.double(), v.double(), bv.double(), bh.double())
     return neg_f - est.log_z, est.se, est.mean, est.ess
-
-
-def frame_accuracy(samples: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per row of 0/1 frames: TP / (TP + FP + FN), with 0/0 (a silent frame sampled
-    silent: nothing to get wrong) counted as 1; and the TP and TP + FP + FN counts."""
-    tp = (samples * target).sum(-1)
-    union = samples.sum(-1) + target.sum(-1) - tp  # TP + FP + FN
-    acc = torch.where(union > 0, tp / union.clamp(min=1), torch.ones_like(tp))
-    return acc, tp, union
 
 
 @torch.no_grad()
@@ -206,6 +178,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="chains from silence per frame for the chain ACC beside the paper's (0 = skip)")
     p.add_argument("--acc-gibbs", type=int, default=None,
                    help="Gibbs steps of each such chain (default: the model's, what its step graph plays)")
+    played.add_arguments(p)
     p.add_argument("--sampling-temperature", type=float, default=1.0, metavar="T",
                    help="measure the model as it plays at temperature T (the contract's input; default 1, "
                         "the model itself); rnnrbm-temper folds a chosen T into a checkpoint")
@@ -236,6 +209,7 @@ def _table(r: dict) -> str:
                          f"(median; fewest {r['acc_ess_min']:.1f})")),
         ("AIS", f"{r['n_runs']} runs x {r['n_temps']} temperatures"),
         *_chain_row(r),
+        *played.table_rows(r),
         ("seconds", f"{r['seconds']:.1f} on {r['device']}"),
     ]
     width = max(len(k) for k, _ in rows)
@@ -285,6 +259,7 @@ def run(args: argparse.Namespace) -> dict:
     result = evaluate(model, sequences, n_runs=args.runs, n_temps=args.temperatures,
                       acc_samples=args.acc_samples, acc_gibbs=args.acc_gibbs, seed=args.seed,
                       device=device, progress=not args.json_only)
+    result.update(played.measure(args, model, sequences))
     data = args.data if args.data in DATASETS else str(Path(args.data))
     return {"checkpoint": str(path), "data": data, "split": args.split, "max_seqs": args.max_seqs,
             "sampling_temperature": args.sampling_temperature, **result, "device": str(device),

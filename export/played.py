@@ -8,12 +8,17 @@ ACC (evaluate.py: the AIS runs' importance-weighted samples)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
-from .evaluate import frame_accuracy, frame_biases
+from rnnrbm_live.errors import UserError
+from rnnrbm_live.model.card import FORMAT_V1, read_card
+
+from .frames import frame_accuracy, frame_biases
 from .model import RNNRBM
-from .sampler import Sampler, draw, noise_shape
+from .sampler import DEFAULT_SAMPLER, Sampler, draw, noise_shape
 from .uniforms import Uniforms
 
 _FRAMES_PER_CHUNK = 512
@@ -59,3 +64,42 @@ def accuracies_given(W: torch.Tensor, v: torch.Tensor, bv: torch.Tensor, bh: tor
         acc = frame_accuracy(drawn, rep[0])[0]
         accs.append(acc.double().view(-1, samples).mean(1))
     return torch.cat(accs)
+
+
+# --- rnnrbm-eval's "ACC, played" -------------------------------------------------------------
+
+def add_arguments(p) -> None:
+    p.add_argument("--played-samples", type=int, default=1, metavar="N",
+                   help="frames the step draws per true frame for 'ACC, played' (0 = skip)")
+    p.add_argument("--played-card", metavar="MODEL.onnx.json",
+                   help="measure the sampler of this exported model's card (default: rnnrbm-export's default)")
+
+
+def measure(args, model: RNNRBM, sequences: list[np.ndarray]) -> dict:
+    """'ACC, played' for rnnrbm-eval: its mean and SEM over frames, and the sampler's label."""
+    if args.played_samples < 0:
+        raise UserError(f"--played-samples {args.played_samples}: give 0 (skip) or a positive number")
+    if not args.played_samples:
+        return {"acc_played": None}
+    sampler = sampler_of(args.played_card) if args.played_card else DEFAULT_SAMPLER
+    acc = played_accuracies(model, sequences, sampler, samples=args.played_samples, seed=args.seed)
+    sem = float(acc.std() / np.sqrt(len(acc))) if len(acc) > 1 else float("nan")
+    return {"acc_played": 100 * float(acc.mean()), "acc_played_sem": 100 * sem, "played_sampler": sampler.label(),
+            "played_samples": args.played_samples}
+
+
+def sampler_of(card_path: str) -> Sampler:
+    card = read_card(Path(card_path))
+    if card.get("format") == FORMAT_V1:
+        return Sampler("chain", card.get("gibbs_steps"), start="silence")
+    try:
+        return Sampler.from_dict({k: v for k, v in (card.get("sampler") or {}).items() if k != "label"})
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{card_path}: its sampler cannot be read ({e}); re-export the model") from None
+
+
+def table_rows(r: dict) -> list[tuple[str, str]]:
+    if r.get("acc_played") is None:
+        return []
+    return [("ACC, played", f"{r['acc_played']:.2f} ± {r['acc_played_sem']:.2f} %   (what the step plays given the "
+                            f"true history: {r['played_sampler']}, {r['played_samples']} per frame)")]

@@ -52,6 +52,9 @@ CANDIDATES = [
     Sampler("sir", 10, chains=4, previous=4, lean=2.0),
     Sampler("sir", 10, chains=8, previous=4, lean=4.0),
     Sampler("sir", 20, chains=8, previous=8, lean=2.0),
+    Sampler("sir", 5, chains=4, previous=4, lean=2.0),
+    Sampler("sir", 10, chains=2, previous=2, lean=2.0),
+    Sampler("sir", 10, chains=4, previous=2, lean=2.0),
 ]
 BARS, SEEDS, BEATS_PER_BAR = 64, 16, 4
 
