@@ -250,6 +250,7 @@ def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads or available_cores())
     if args.max_seqs < 0:
         raise UserError(f"--max-seqs {args.max_seqs}: give 0 (all) or a positive number")
+    played.check(args)
     path = resolve(args.checkpoint)
     model, card = load_checkpoint(path, device=str(device))
     model = at_temperature(model, args.sampling_temperature, args.save_metrics)

@@ -75,13 +75,20 @@ def add_arguments(p) -> None:
                    help="measure the sampler of this exported model's card (default: rnnrbm-export's default)")
 
 
-def measure(args, model: RNNRBM, sequences: list[np.ndarray]) -> dict:
-    """'ACC, played' for rnnrbm-eval: its mean and SEM over frames, and the sampler's label."""
+def check(args) -> Sampler | None:
+    """The sampler rnnrbm-eval's 'ACC, played' measures (None: skipped), checked up front."""
     if args.played_samples < 0:
         raise UserError(f"--played-samples {args.played_samples}: give 0 (skip) or a positive number")
     if not args.played_samples:
+        return None
+    return sampler_of(args.played_card) if args.played_card else DEFAULT_SAMPLER
+
+
+def measure(args, model: RNNRBM, sequences: list[np.ndarray]) -> dict:
+    """'ACC, played' for rnnrbm-eval: its mean and SEM over frames, and the sampler's label."""
+    sampler = check(args)
+    if sampler is None:
         return {"acc_played": None}
-    sampler = sampler_of(args.played_card) if args.played_card else DEFAULT_SAMPLER
     acc = played_accuracies(model, sequences, sampler, samples=args.played_samples, seed=args.seed)
     sem = float(acc.std() / np.sqrt(len(acc))) if len(acc) > 1 else float("nan")
     return {"acc_played": 100 * float(acc.mean()), "acc_played_sem": 100 * sem, "played_sampler": sampler.label(),
