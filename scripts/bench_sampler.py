@@ -49,12 +49,16 @@ CANDIDATES = [
     Sampler("chain", 10, start="previous"),
     Sampler("chain", 25, start="previous"),
     Sampler("sir", 10, chains=8),
-    Sampler("sir", 10, chains=4, previous=4, lean=2.0),
+    Sampler("sir", 10, chains=8, previous=8, lean=2.0),
     Sampler("sir", 10, chains=8, previous=4, lean=4.0),
     Sampler("sir", 20, chains=8, previous=8, lean=2.0),
     Sampler("sir", 5, chains=4, previous=4, lean=2.0),
     Sampler("sir", 10, chains=2, previous=2, lean=2.0),
     Sampler("sir", 10, chains=4, previous=2, lean=2.0),
+    Sampler("chain", 100, start="silence"),
+    Sampler("sir", 40, chains=4, previous=4, lean=2.0),
+    Sampler("sir", 20, chains=4, previous=4, lean=3.0),
+    Sampler("sir", 40, chains=2, previous=2, lean=2.0),
 ]
 BARS, SEEDS, BEATS_PER_BAR = 64, 16, 4
 
