@@ -59,6 +59,8 @@ CANDIDATES = [
     Sampler("sir", 40, chains=4, previous=4, lean=2.0),
     Sampler("sir", 20, chains=4, previous=4, lean=3.0),
     Sampler("sir", 40, chains=2, previous=2, lean=2.0),
+    Sampler("chain", 200, start="silence"),
+    Sampler("sir", 100, chains=2, previous=2, lean=2.0),
 ]
 BARS, SEEDS, BEATS_PER_BAR = 64, 16, 4
 

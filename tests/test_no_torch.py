@@ -106,6 +106,6 @@ def test_bundled_models_play_from_an_installed_wheel_without_torch(tmp_path):
     assert out["jsb_valid"] == 76  # the bundled datasets ship in the wheel too
     for name, grid in (("nottingham", 2), ("jsb_chorales", 1)):
         card = out[name]["card"]
-        assert card["format"] == "rnnrbm-step/1" and card["frames_per_beat"] == grid
+        assert card["format"] == "rnnrbm-step/2" and card["frames_per_beat"] == grid
         assert card["dataset"] == name and card["metrics"]["split"] == "test"
         assert out[name]["notes"] > 64  # it plays: more than one note a frame on average
