@@ -73,6 +73,14 @@ def _feeds(u: np.ndarray, noise, mask, value, temp) -> dict[str, np.ndarray]:
     return {"u_prev": u, "noise": noise, "clamp_mask": mask, "clamp_value": value, "temperature": temp}
 
 
+def _agreeing(t: int, v, v_ref, u, u_ref, mask, value) -> np.ndarray:
+    """v: onnxruntime's frame, asserted equal to the reference's, u within 1e-5, clamps held."""
+    assert np.array_equal(v, v_ref), f"v differs at frame {t}"
+    assert np.abs(u - u_ref).max() <= 1e-5, f"u differs at frame {t}"
+    assert np.all(v[mask > 0] == value[mask > 0])
+    return v
+
+
 @pytest.mark.parametrize("size", ["small", "default"])
 @pytest.mark.parametrize("graph", ["threshold", "sigmoid"])
 def test_long_feedback_rollout_matches_torch(exported, size, graph):
@@ -89,10 +97,7 @@ def test_long_feedback_rollout_matches_torch(exported, size, graph):
         temp = rng.uniform(0.5, 2.0, (batch, 1)).astype(np.float32)
         v_ref, u_ref = reference_step(model, _feeds(u_ref, noise, mask, value, temp))
         v, u_onnx = session.run(None, _feeds(u_onnx, noise, mask, value, temp))
-        assert np.array_equal(v, v_ref), f"v differs at frame {t}"
-        assert np.abs(u_onnx - u_ref).max() <= 1e-5, f"u differs at frame {t}"
-        assert np.all(v[mask > 0] == value[mask > 0])
-        played.append(v)
+        played.append(_agreeing(t, v, v_ref, u_onnx, u_ref, mask, value))
     played = np.array(played)
     assert 0.1 < played.mean() < 0.9 and played.std(axis=0).mean() > 0.2  # units really flip
 
@@ -132,10 +137,7 @@ def test_v2_long_feedback_rollout_matches_torch(exported_v2, name):
         feeds = {"noise": noise, "clamp_mask": mask, "clamp_value": value, "temperature": temp}
         v_ref, u_ref = reference_step(model, {**feeds, "u_prev": u_ref, "v_prev": v_ref}, sampler)
         v_onnx, u_onnx = session.run(None, {**feeds, "u_prev": u_onnx, "v_prev": v_onnx})
-        assert np.array_equal(v_onnx, v_ref), f"v differs at frame {t}"
-        assert np.abs(u_onnx - u_ref).max() <= 1e-5, f"u differs at frame {t}"
-        assert np.all(v_onnx[mask > 0] == value[mask > 0])
-        played.append(v_onnx)
+        played.append(_agreeing(t, v_onnx, v_ref, u_onnx, u_ref, mask, value))
     played = np.array(played)
     assert 0.05 < played.mean() < 0.9 and played.std(axis=0).mean() > 0.2  # units really flip
 
