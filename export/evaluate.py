@@ -20,6 +20,7 @@ import torch
 from rnnrbm_live.errors import UserError
 from rnnrbm_live.midi.datasets import DATASETS, load_split
 
+from . import played
 from .checkpoint import json_path, load_checkpoint, pick_device, resolve
 from .eval_parts import combine, part_path, save_part
 from .measures import frame_results, summarize
@@ -62,6 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="chains from silence per frame for the chain ACC beside the paper's (0 = skip)")
     p.add_argument("--acc-gibbs", type=int, default=None,
                    help="Gibbs steps of each such chain (default: the model's, what its step graph plays)")
+    played.add_arguments(p)
     p.add_argument("--sampling-temperature", type=float, default=1.0, metavar="T",
                    help="measure the model as it plays at temperature T (the contract's input; default 1, "
                         "the model itself); rnnrbm-temper folds a chosen T into a checkpoint")
@@ -112,6 +114,7 @@ def _table(r: dict) -> str:
                          f"(median; fewest {r['acc_ess_min']:.1f})")),
         ("AIS", f"{r['n_runs']} runs x {r['n_temps']} temperatures"),
         *_chain_row(r),
+        *played.table_rows(r),
         ("seconds", f"{r['seconds']:.1f} on {r['device']}"),
     ]
     width = max(len(k) for k, _ in rows)
@@ -159,6 +162,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.shard and args.save_metrics:
         raise UserError("--save-metrics with --shard: a shard is part of the split; save the metrics when "
                         "you --combine the parts")
+    played.check(args)
     path = resolve(args.checkpoint)
     model, card = load_checkpoint(path, device=str(device))
     model = at_temperature(model, args.sampling_temperature, args.save_metrics)
@@ -178,7 +182,9 @@ def run(args: argparse.Namespace) -> dict:
         out = part_path(args.parts_dir, args.shard)
         save_part(out, frames, run_facts)
         run_facts["part"] = str(out)
-    return _result(frames, run_facts)
+        return _result(frames, run_facts)
+    # "ACC, played" needs no AIS and is measured on whole runs only (not per shard).
+    return {**_result(frames, run_facts), **played.measure(args, model, sequences)}
 
 
 def _run_combine(args: argparse.Namespace) -> dict:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .sampler import Sampler, draw
 from .uniforms import Uniforms
 
 CONTRACT_PARAMETERS = ("W", "bv", "bh", "Wuh", "Wuv", "Wvu", "Wuu", "bu", "u0")
@@ -158,6 +159,16 @@ class RNNRBM(nn.Module):
             h = (noise[:, k, :nh] < torch.sigmoid((v @ self.W + bh_t) / temperature)).float()
             v = (noise[:, k, nh:] < torch.sigmoid((h @ self.W.T + bv_t) / temperature)).float()
             v = held + free * v
+        u = torch.tanh(self.bu + v @ self.Wvu + u_prev @ self.Wuu)
+        return v, u
+
+    def sampler_step(self, sampler: Sampler, u_prev: torch.Tensor, v_prev: torch.Tensor, noise: torch.Tensor,
+                     clamp_mask: torch.Tensor, clamp_value: torch.Tensor,
+                     temperature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The version 2 step: (u_{t-1}, v_{t-1}, noise [B, R, K+1, n_h+n_v], clamps, T) -> (v_t, u_t)."""
+        bv_t = self.bv + u_prev @ self.Wuv
+        bh_t = self.bh + u_prev @ self.Wuh
+        v = draw(sampler, self.W, bv_t, bh_t, v_prev, noise, clamp_mask, clamp_value, temperature)
         u = torch.tanh(self.bu + v @ self.Wvu + u_prev @ self.Wuu)
         return v, u
 

@@ -22,10 +22,11 @@ from safetensors.torch import save as safetensors_bytes
 
 import rnnrbm_live
 from rnnrbm_live.errors import UserError
-from rnnrbm_live.model.card import FORMAT, contract_shapes
+from rnnrbm_live.model.card import FORMAT, FORMAT_V1, contract_shapes
 
 from .checkpoint import load_checkpoint, weights
 from .model import RNNRBM
+from .sampler import DEFAULT_SAMPLER, KINDS, STARTS, Sampler
 from .step_check import ExportCheckError, verify_step_graph
 from .step_graph import DEFAULT_OPSET, GRAPHS, MIN_OPSET, build_step_graph
 
@@ -39,17 +40,22 @@ def _tempered(checkpoint_card: dict) -> dict | None:
 
 
 def model_card(model: RNNRBM, checkpoint_card: dict, gibbs_steps: int, opset: int, graph: str,
-               nodes: int, weights_sha256: str, check: dict) -> dict:
+               nodes: int, weights_sha256: str, check: dict, sampler: Sampler | None = None,
+               sampler_metrics: dict | None = None) -> dict:
     """The `.onnx.json` card: what the runtime needs, where the model came from, how good it is."""
     c = model.config
-    inputs, outputs = contract_shapes(c.n_visible, c.n_hidden, c.n_recurrent, gibbs_steps)
+    chains = None if sampler is None else sampler.chains
+    inputs, outputs = contract_shapes(c.n_visible, c.n_hidden, c.n_recurrent, gibbs_steps, chains)
+    versioned = {} if sampler is None else {"sampler": {**sampler.to_dict(), "label": sampler.label()},
+                                            "sampler_metrics": sampler_metrics}
     return {
-        "format": FORMAT,
+        "format": FORMAT_V1 if sampler is None else FORMAT,
         "n_visible": c.n_visible, "lowest_pitch": c.lowest_pitch, "n_hidden": c.n_hidden,
         "n_recurrent": c.n_recurrent, "gibbs_steps": gibbs_steps, "frames_per_beat": c.frames_per_beat,
         "u0": [float(x) for x in model.u0.detach().float().tolist()],
         "dataset": c.dataset, "transposed_to": c.transposed_to,
         "metrics": checkpoint_card.get("metrics"),
+        **versioned,
         "tempered": _tempered(checkpoint_card),
         "opset": opset,
         "inputs": [{"name": n, "shape": s, "dtype": "float32"} for n, s in inputs.items()],
@@ -89,21 +95,24 @@ def _write_all(contents: dict[Path, bytes]) -> None:
 
 
 def export_model(model: RNNRBM, card: dict, out_stem: str | Path, gibbs_steps: int | None = None,
-                 opset: int = DEFAULT_OPSET, graph: str = "sigmoid") -> dict[str, Path]:
-    """Build, check and write STEM.onnx, STEM.onnx.json and STEM.safetensors; their paths."""
-    k = model.config.gibbs_steps if gibbs_steps is None else gibbs_steps
+                 opset: int = DEFAULT_OPSET, graph: str = "sigmoid", sampler: Sampler | None = None,
+                 sampler_metrics: dict | None = None) -> dict[str, Path]:
+    """Build, check and write STEM.onnx, STEM.onnx.json and STEM.safetensors; their paths.
+    With a sampler, a version 2 step (its K is sampler.steps); without, version 1."""
+    k = sampler.steps if sampler is not None else model.config.gibbs_steps if gibbs_steps is None else gibbs_steps
     if not isinstance(k, int) or k < 1:
         raise UserError(f"--gibbs-steps must be a positive integer, got {k!r}")
     if not MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
         raise UserError(f"--opset {opset} is not supported; use {MIN_OPSET}..{onnx.defs.onnx_opset_version()} "
                         f"(default {DEFAULT_OPSET})")
     tensors = weights(model)
-    graph_proto = build_step_graph({n: t.numpy() for n, t in tensors.items()}, k, opset, graph)
+    graph_proto = build_step_graph({n: t.numpy() for n, t in tensors.items()}, k, opset, graph, sampler)
     onnx_bytes = graph_proto.SerializeToString()
-    check = verify_step_graph(model, onnx_bytes, k)
-    weights_bytes = safetensors_bytes(tensors, metadata={"format": FORMAT})
+    check = verify_step_graph(model, onnx_bytes, k, sampler=sampler)
+    weights_bytes = safetensors_bytes(tensors, metadata={"format": FORMAT if sampler else FORMAT_V1})
     sha = hashlib.sha256(weights_bytes).hexdigest()
-    out_card = model_card(model, card, k, opset, graph, len(graph_proto.graph.node), sha, check)
+    out_card = model_card(model, card, k, opset, graph, len(graph_proto.graph.node), sha, check, sampler,
+                          sampler_metrics)
     paths = stem_paths(out_stem)
     paths["onnx"].parent.mkdir(parents=True, exist_ok=True)
     _write_all({paths["onnx"]: onnx_bytes, paths["weights"]: weights_bytes,
@@ -119,7 +128,19 @@ def _parser() -> argparse.ArgumentParser:
         "(STEM.onnx, STEM.onnx.json, STEM.safetensors), after checking onnxruntime against torch."))
     p.add_argument("checkpoint", help="a .safetensors checkpoint or a training folder (its best one)")
     p.add_argument("-o", "--out", required=True, metavar="DIR/STEM", help="where to write, without extension")
-    p.add_argument("--gibbs-steps", type=int, metavar="K", help="Gibbs steps per frame (default: the model's)")
+    p.add_argument("--gibbs-steps", type=int, metavar="K",
+                   help=f"Gibbs sweeps per chain (default: {DEFAULT_SAMPLER.steps} for the default sampler; the "
+                        "model's own for --sampler v1)")
+    p.add_argument("--sampler", choices=(*KINDS, "v1"), default=DEFAULT_SAMPLER.kind,
+                   help=f"how a frame is drawn (docs/step-contract.md): sir (default: {DEFAULT_SAMPLER.label()}), "
+                        "chain, or v1 (a version 1 step: one chain from silence, no v_prev)")
+    p.add_argument("--chains", type=int, metavar="R", help=f"sir: chains per frame (default {DEFAULT_SAMPLER.chains})")
+    p.add_argument("--previous", type=int, metavar="P",
+                   help=f"sir: chains whose start leans to the previous frame (default {DEFAULT_SAMPLER.previous})")
+    p.add_argument("--lean", type=float, metavar="L", help=f"sir: how far they lean (default {DEFAULT_SAMPLER.lean:g})")
+    p.add_argument("--start", choices=STARTS, default="previous", help="chain: where it starts (default previous)")
+    p.add_argument("--sampler-metrics", metavar="FILE.json",
+                   help="measured numbers of the sampler (scripts/bench_sampler.py --save) to record in the card")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, metavar="N",
                    help=f"ONNX opset (default {DEFAULT_OPSET})")
     p.add_argument("--graph", choices=GRAPHS, default="sigmoid",
@@ -128,11 +149,39 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def sampler_from_args(args: argparse.Namespace) -> Sampler | None:
+    if args.sampler == "v1":
+        return None
+    d = DEFAULT_SAMPLER
+    steps = d.steps if args.gibbs_steps is None else args.gibbs_steps
+    if not isinstance(steps, int) or steps < 1:
+        raise UserError(f"--gibbs-steps must be a positive integer, got {steps!r}")
+    try:
+        if args.sampler == "chain":
+            return Sampler("chain", steps, start=args.start)
+        chains = d.chains if args.chains is None else args.chains
+        previous = min(d.previous, chains) if args.previous is None else args.previous
+        return Sampler("sir", steps, chains=chains, previous=previous, lean=d.lean if args.lean is None else args.lean)
+    except ValueError as e:
+        raise UserError(f"--sampler {args.sampler}: {e}") from None
+
+
+def _sampler_metrics(path: str | None) -> dict | None:
+    if path is None:
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"--sampler-metrics {path}: cannot read it as json ({e})") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        sampler = sampler_from_args(args)
+        metrics = _sampler_metrics(args.sampler_metrics)
         model, card = load_checkpoint(args.checkpoint)
-        paths = export_model(model, card, args.out, args.gibbs_steps, args.opset, args.graph)
+        paths = export_model(model, card, args.out, args.gibbs_steps, args.opset, args.graph, sampler, metrics)
     except ExportCheckError as e:
         print(f"rnnrbm-export: {e}", file=sys.stderr)
         return 1
@@ -141,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     written = json.loads(paths["card"].read_text())
     check = written["self_check"]
-    print(f"wrote {paths['onnx']} ({written['graph']['nodes']} nodes, K={written['gibbs_steps']}), "
+    how = written["sampler"]["label"] if "sampler" in written else f"v1, K={written['gibbs_steps']}"
+    print(f"wrote {paths['onnx']} ({written['graph']['nodes']} nodes, {how}), "
           f"{paths['card'].name}, {paths['weights'].name}")
     print(f"self-check: {check['rows']} random rows agree with torch (max |u diff| {check['max_abs_u_diff']:.1e}, "
           f"{check['boundary_flips']} boundary flips)")

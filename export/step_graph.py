@@ -29,11 +29,15 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 import rnnrbm_live
 from rnnrbm_live.errors import UserError
 from rnnrbm_live.model.card import contract_shapes
+
+from .graph_ops import Graph, f32, sigmoid_step, split_steps
+from .sampler import Sampler
+from .sampler_graph import sampler_nodes
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13  # Split, Unsqueeze and Pad take their sizes as inputs from opset 13 on
@@ -41,46 +45,30 @@ GRAPHS = ("sigmoid", "threshold")
 HARD_STEP = float(2.0 ** 127)  # HardSigmoid slope: any positive normal float maps to >= 1
 
 
-class _Graph:
-    """Collects nodes and initializers; names every node after its output."""
-
-    def __init__(self) -> None:
-        self.nodes: list[onnx.NodeProto] = []
-        self.initializers: list[onnx.TensorProto] = []
-
-    def const(self, name: str, value) -> str:
-        self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    def op(self, op_type: str, inputs: list[str], output: str | list[str], **attrs) -> str:
-        outputs = [output] if isinstance(output, str) else output
-        self.nodes.append(helper.make_node(op_type, inputs, outputs, name=outputs[0], **attrs))
-        return outputs[0]
-
-
-def _f32(x) -> np.ndarray:
-    return np.asarray(x, dtype=np.float32)
-
-
 def build_step_graph(w: dict[str, np.ndarray], gibbs_steps: int, opset: int = DEFAULT_OPSET,
-                     graph: str = "sigmoid") -> onnx.ModelProto:
-    """The contract's step for weights `w` (the contract tensors, float32) and K Gibbs steps."""
+                     graph: str = "sigmoid", sampler: Sampler | None = None) -> onnx.ModelProto:
+    """The contract's step for weights `w` (the contract tensors, float32): version 1 with
+    K Gibbs steps from silence, or version 2 with `sampler` (its K is sampler.steps)."""
     if graph not in GRAPHS:
         raise UserError(f"graph must be one of {', '.join(GRAPHS)}, got {graph!r}")
+    if sampler is not None and graph != "sigmoid":
+        raise UserError(f"--graph {graph} builds version 1 steps only; use --graph sigmoid with a sampler")
     nv, nh = w["W"].shape
     nu = w["Wuu"].shape[0]
-    g = _Graph()
+    g = Graph()
     b_hv, u_rec = _recurrent_biases(g, w)
     on, off = (0.0, 1.0) if graph == "threshold" else (-1.0, 2.0)  # noise values that force a unit
-    noise = _clamped_noise(g, nh, on, off)
-    g.const("W", _f32(w["W"]))
-    v = g.op("Mul", ["clamp_mask", "clamp_value"], "v_init")  # the chain starts from the held units
-    if graph == "threshold":
-        v = _threshold_chain(g, noise, b_hv, v, nh, nv, gibbs_steps)
+    noise = _clamped_noise(g, nh, on, off, axes=[1] if sampler is None else [1, 2])
+    g.const("W", f32(w["W"]))
+    if sampler is not None:
+        v = sampler_nodes(g, sampler, noise, nh, nv)
     else:
-        v = _sigmoid_chain(g, noise, b_hv, v, nh, nv, gibbs_steps)
+        v = g.op("Mul", ["clamp_mask", "clamp_value"], "v_init")  # the chain starts from the held units
+        chain = _threshold_chain if graph == "threshold" else _sigmoid_chain
+        v = chain(g, noise, b_hv, v, nh, nv, gibbs_steps)
     _next_state(g, w, v, u_rec)
-    inputs, outputs = contract_shapes(nv, nh, nu, gibbs_steps)
+    inputs, outputs = contract_shapes(nv, nh, nu, gibbs_steps if sampler is None else sampler.steps,
+                                      None if sampler is None else sampler.chains)
     info = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs.items()]
     out_info = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs.items()]
     body = helper.make_graph(g.nodes, "rnnrbm_step", info, out_info, g.initializers)
@@ -92,86 +80,71 @@ def build_step_graph(w: dict[str, np.ndarray], gibbs_steps: int, opset: int = DE
     return model
 
 
-def _recurrent_biases(g: _Graph, w: dict[str, np.ndarray]) -> tuple[str, str]:
+def _recurrent_biases(g: Graph, w: dict[str, np.ndarray]) -> tuple[str, str]:
     """[bh_t | bv_t] and u_prev Wuu in one Gemm. Gemm adds its bias after the product, as the
     reference's `bh + u_prev @ Wuh` does, and each column's sum is the same whatever sits
     beside it, so the concatenation changes no bit (u_prev Wuu + 0 is exact)."""
     nu = w["Wuu"].shape[0]
-    weight = g.const("W_u", _f32(np.concatenate([w["Wuh"], w["Wuv"], w["Wuu"]], axis=1)))
-    bias = g.const("b_u", _f32(np.concatenate([w["bh"], w["bv"], np.zeros(nu)])))
+    weight = g.const("W_u", f32(np.concatenate([w["Wuh"], w["Wuv"], w["Wuu"]], axis=1)))
+    bias = g.const("b_u", f32(np.concatenate([w["bh"], w["bv"], np.zeros(nu)])))
     both = g.op("Gemm", ["u_prev", weight, bias], "u_proj")
     sizes = g.const("u_split", np.array([w["W"].shape[0] + w["W"].shape[1], nu], np.int64))
     g.op("Split", [both, sizes], ["b_hv", "u_rec"], axis=1)
     return "b_hv", "u_rec"
 
 
-def _clamped_noise(g: _Graph, nh: int, on: float, off: float) -> str:
-    """noise with every held visible unit replaced by a value that forces it on or off."""
+def _clamped_noise(g: Graph, nh: int, on: float, off: float, axes: list[int]) -> str:
+    """noise with every held visible unit replaced by a value that forces it on or off;
+    `axes`: where the per-frame clamps broadcast over the noise's steps (and chains)."""
     pads = g.const("pad_hidden", np.array([0, nh, 0, 0], np.int64))
-    axis1 = g.const("axis1", np.array([1], np.int64))
+    axis1 = g.const("noise_axes", np.array(axes, np.int64))
+    g.const("axis1", np.array([1], np.int64))
     held = g.op("Pad", ["clamp_mask", pads], "held_all")
     held = g.op("Cast", [held], "held_bool", to=TensorProto.BOOL)
     held = g.op("Unsqueeze", [held, axis1], "held_b3")
-    off_units = g.op("Equal", ["clamp_value", g.const("zero", _f32(0))], "held_off")
-    fill = g.op("Where", [off_units, g.const("noise_off", _f32(off)), g.const("noise_on", _f32(on))], "fill")
+    off_units = g.op("Equal", ["clamp_value", g.const("zero", f32(0))], "held_off")
+    fill = g.op("Where", [off_units, g.const("noise_off", f32(off)), g.const("noise_on", f32(on))], "fill")
     fill = g.op("Pad", [fill, pads], "fill_all")
     fill = g.op("Unsqueeze", [fill, axis1], "fill_b3")
     return g.op("Where", [held, fill, "noise"], "noise_clamped")
 
 
-def _split_steps(g: _Graph, tensor: str, nh: int, nv: int, k: int) -> list[str]:
-    """[B, K, nh+nv] -> 2K tensors [B, nh], [B, nv], ... with one Reshape and one Split."""
-    flat = g.op("Reshape", [tensor, g.const("flat_shape", np.array([0, k * (nh + nv)], np.int64))], tensor + "_flat")
-    names = [f"{tensor}_{part}{i}" for i in range(k) for part in ("h", "v")]
-    g.op("Split", [flat, g.const("step_split", np.array([nh, nv] * k, np.int64))], names, axis=1)
-    return names
-
-
-def _threshold_chain(g: _Graph, noise: str, b_hv: str, v: str, nh: int, nv: int, k: int) -> str:
+def _threshold_chain(g: Graph, noise: str, b_hv: str, v: str, nh: int, nv: int, k: int) -> str:
     axis1 = "axis1"
-    rest = g.op("Sub", [g.const("one", _f32(1)), noise], "noise_rest")
+    rest = g.op("Sub", [g.const("one", f32(1)), noise], "noise_rest")
     odds = g.op("Div", [noise, rest], "odds")
     logit = g.op("Log", [odds], "logit")
     temp = g.op("Unsqueeze", ["temperature", axis1], "temperature_b3")
     threshold = g.op("Mul", [logit, temp], "threshold")
     bias = g.op("Unsqueeze", [b_hv, axis1], "b_hv_b3")
     bias = g.op("Sub", [bias, threshold], "step_bias")  # b_t - T logit(noise): > 0 after adding v W means on
-    parts = _split_steps(g, bias, nh, nv, k)
+    parts = split_steps(g, bias, nh, nv, k)
     for i in range(k):
         h = _hard_step(g, v, parts[2 * i], f"h{i}", trans=0)
         v = _hard_step(g, h, parts[2 * i + 1], "v" if i == k - 1 else f"v{i}", trans=1)
     return v
 
 
-def _hard_step(g: _Graph, x: str, bias: str, out: str, trans: int) -> str:
+def _hard_step(g: Graph, x: str, bias: str, out: str, trans: int) -> str:
     pre = g.op("Gemm", [x, "W", bias], out + "_pre", transB=trans)
     return g.op("HardSigmoid", [pre], out, alpha=HARD_STEP, beta=0.0)
 
 
-def _sigmoid_chain(g: _Graph, noise: str, b_hv: str, v: str, nh: int, nv: int, k: int) -> str:
-    parts = _split_steps(g, noise, nh, nv, k)
+def _sigmoid_chain(g: Graph, noise: str, b_hv: str, v: str, nh: int, nv: int, k: int) -> str:
+    parts = split_steps(g, noise, nh, nv, k)
     g.op("Split", [b_hv, g.const("hv_split", np.array([nh, nv], np.int64))], ["bh_t", "bv_t"], axis=1)
     neg_t = g.op("Neg", ["temperature"], "neg_temperature")  # x / -T == -(x / T) exactly
-    one = g.const("one", _f32(1))
+    one = g.const("one", f32(1))
     for i in range(k):
-        h = _sigmoid_step(g, v, "bh_t", parts[2 * i], neg_t, one, f"h{i}", trans=0)
-        v = _sigmoid_step(g, h, "bv_t", parts[2 * i + 1], neg_t, one, "v" if i == k - 1 else f"v{i}", trans=1)
+        h = sigmoid_step(g, v, "bh_t", parts[2 * i], neg_t, one, f"h{i}", trans=0)
+        v = sigmoid_step(g, h, "bv_t", parts[2 * i + 1], neg_t, one, "v" if i == k - 1 else f"v{i}", trans=1)
     return v
 
 
-def _sigmoid_step(g: _Graph, x: str, bias: str, noise: str, neg_t: str, one: str, out: str, trans: int) -> str:
-    pre = g.op("Gemm", [x, "W", bias], out + "_pre", transB=trans)
-    z = g.op("Div", [pre, neg_t], out + "_z")
-    e = g.op("Exp", [z], out + "_exp")
-    p = g.op("Reciprocal", [g.op("Add", [e, one], out + "_den")], out + "_p")
-    on = g.op("Less", [noise, p], out + "_on")
-    return g.op("Cast", [on], out, to=TensorProto.FLOAT)
-
-
-def _next_state(g: _Graph, w: dict[str, np.ndarray], v: str, u_rec: str) -> None:
+def _next_state(g: Graph, w: dict[str, np.ndarray], v: str, u_rec: str) -> None:
     """u = tanh((bu + v Wvu) + u_prev Wuu), summed in the reference's order; tanh in float64
     then rounded, the closest onnxruntime gets to MKL's float32 tanh that torch uses."""
-    drive = g.op("Gemm", [v, g.const("Wvu", _f32(w["Wvu"])), g.const("bu", _f32(w["bu"]))], "u_drive")
+    drive = g.op("Gemm", [v, g.const("Wvu", f32(w["Wvu"])), g.const("bu", f32(w["bu"]))], "u_drive")
     total = g.op("Add", [drive, u_rec], "u_pre")
     wide = g.op("Cast", [total], "u_pre64", to=TensorProto.DOUBLE)
     g.op("Cast", [g.op("Tanh", [wide], "u64")], "u", to=TensorProto.FLOAT)

@@ -3,7 +3,7 @@
 run of the exported graph, and a StepSession step (noise generation + run + frame copy),
 at batch 1 (latency: median and p99) and batches 64 and 1024 (frames per second).
 
-    python scripts/bench_step.py                  # a random 88/150/100 model, K=25, both graphs
+    python scripts/bench_step.py                  # a random 88/150/100 model: v1 (K=25, both graphs), v2
     python scripts/bench_step.py --model m.onnx   # an exported model (no torch needed)
 
 Prints a table; it is a measurement, not a test. Issue goal: CPU, one thread, batch 1,
@@ -65,8 +65,9 @@ def bare_run(model: StepModel, batch: int, threads: int, provider: str = "CPUExe
     """run_with_iobinding on fixed numpy buffers: the graph alone, noise drawn once."""
     session = ort.InferenceSession(str(model.onnx_path), session_options(threads), providers=[provider])
     rng = np.random.default_rng(0)
-    buffers = {"u_prev": np.tile(model.u0, (batch, 1)),
-               "noise": rng.random((batch, model.gibbs_steps, model.noise_size), dtype=np.float32),
+    previous = {"v_prev": np.zeros((batch, model.n_visible), np.float32)} if model.takes_previous else {}
+    buffers = {"u_prev": np.tile(model.u0, (batch, 1)), **previous,
+               "noise": rng.random((batch, *model.noise_shape), dtype=np.float32),
                "clamp_mask": np.zeros((batch, model.n_visible), np.float32),
                "clamp_value": np.zeros((batch, model.n_visible), np.float32),
                "temperature": np.ones((batch, 1), np.float32),
@@ -134,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         models["exported model"] = load_model(args.model)
     else:
         from rnnrbm_export.onnx_export import export_model
+        from rnnrbm_export.sampler import DEFAULT_SAMPLER
         from rnnrbm_export.step_graph import GRAPHS
 
         torch_model, eager = bench_torch(args.threads, args.steps)
@@ -142,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         for graph in GRAPHS:
             paths = export_model(torch_model, {}, folder / graph, graph=graph)
             model = load_model(paths["onnx"])
-            models[f"{graph} graph, {model.card['graph']['nodes']} nodes"] = model
+            models[f"v1 {graph} graph, {model.card['graph']['nodes']} nodes"] = model
+        paths = export_model(torch_model, {}, folder / "v2", sampler=DEFAULT_SAMPLER)
+        model = load_model(paths["onnx"])
+        models[f"v2 {DEFAULT_SAMPLER.label()}, {model.card['graph']['nodes']} nodes"] = model
     first = next(iter(models.values()))
     for label, model in models.items():
         lines += bench_model(label, model, args.threads, args.steps)

@@ -43,6 +43,14 @@ rnnrbm-eval checkpoints/jsb_chorales --data jsb_chorales --split test --runs 100
   --acc-samples 20 --acc-gibbs 200 --save-metrics --threads 2
 rnnrbm-eval checkpoints/nottingham --data nottingham --split test --max-seqs 20 --runs 100 \
   --temperatures 500 --acc-samples 20 --acc-gibbs 200 --save-metrics --threads 1
+# Issue 13: each step's sampler chosen by scripts/bench_sampler.py on valid (README, "Sampling").
 for name in jsb_chorales nottingham; do
-  rnnrbm-export checkpoints/$name/best.safetensors -o rnnrbm_live/bundled/models/$name --gibbs-steps 200
+  python scripts/own_acc.py --data $name --temperatures 200 --every $([ $name = nottingham ] && echo 8 || echo 2)
+  python scripts/bench_sampler.py --data $name
 done
+python scripts/bench_sampler.py --data nottingham --only 0 --save   # writes runs/sampler/metrics_nottingham.json
+rnnrbm-export checkpoints/nottingham/best.safetensors -o rnnrbm_live/bundled/models/nottingham \
+  --sampler sir --chains 4 --previous 4 --lean 2 --gibbs-steps 10 --sampler-metrics runs/sampler/metrics_nottingham.json
+python scripts/bench_sampler.py --data jsb_chorales --only 15 --save  # the 200-step chain from silence
+rnnrbm-export checkpoints/jsb_chorales/best.safetensors -o rnnrbm_live/bundled/models/jsb_chorales \
+  --sampler chain --start silence --gibbs-steps 200 --sampler-metrics runs/sampler/metrics_jsb_chorales.json

@@ -37,12 +37,16 @@ def _export_test_model(folder: Path, frames_per_beat: int = 2) -> Path:
     import torch
     from rnnrbm_export.model import RNNRBM, RNNRBMConfig
     from rnnrbm_export.onnx_export import export_model
+    from rnnrbm_export.sampler import Sampler
 
     torch.manual_seed(1234)
     config = RNNRBMConfig(init_std=0.5, init_recurrent_std=0.3, gibbs_steps=5,
                           frames_per_beat=frames_per_beat, dataset="random (tests)")
     model = RNNRBM(config)
-    paths = export_model(model, {"metrics": None}, folder / f"random{frames_per_beat}")
+    # A small version 2 step (annealed chains, one leaning to the previous frame): the live
+    # modes and offline verbs play it through StepSession unchanged.
+    sampler = Sampler("sir", 3, chains=2, previous=1, lean=2.0)
+    paths = export_model(model, {"metrics": None}, folder / f"random{frames_per_beat}", sampler=sampler)
     path = Path(paths["onnx"])
     assert path.is_file(), f"export_model wrote no {path}"
     return path

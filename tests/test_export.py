@@ -27,6 +27,7 @@ from safetensors.numpy import load_file
 from rnnrbm_export.checkpoint import save_checkpoint
 from rnnrbm_export.model import CONTRACT_PARAMETERS, RNNRBM, RNNRBMConfig
 from rnnrbm_export.onnx_export import export_model, main
+from rnnrbm_export.sampler import Sampler
 from rnnrbm_export.step_check import ExportCheckError, reference_step, verify_step_graph
 from rnnrbm_export.step_graph import build_step_graph
 from rnnrbm_live.model.runners import session_options
@@ -72,6 +73,14 @@ def _feeds(u: np.ndarray, noise, mask, value, temp) -> dict[str, np.ndarray]:
     return {"u_prev": u, "noise": noise, "clamp_mask": mask, "clamp_value": value, "temperature": temp}
 
 
+def _agreeing(t: int, v, v_ref, u, u_ref, mask, value) -> np.ndarray:
+    """v: onnxruntime's frame, asserted equal to the reference's, u within 1e-5, clamps held."""
+    assert np.array_equal(v, v_ref), f"v differs at frame {t}"
+    assert np.abs(u - u_ref).max() <= 1e-5, f"u differs at frame {t}"
+    assert np.all(v[mask > 0] == value[mask > 0])
+    return v
+
+
 @pytest.mark.parametrize("size", ["small", "default"])
 @pytest.mark.parametrize("graph", ["threshold", "sigmoid"])
 def test_long_feedback_rollout_matches_torch(exported, size, graph):
@@ -88,12 +97,98 @@ def test_long_feedback_rollout_matches_torch(exported, size, graph):
         temp = rng.uniform(0.5, 2.0, (batch, 1)).astype(np.float32)
         v_ref, u_ref = reference_step(model, _feeds(u_ref, noise, mask, value, temp))
         v, u_onnx = session.run(None, _feeds(u_onnx, noise, mask, value, temp))
-        assert np.array_equal(v, v_ref), f"v differs at frame {t}"
-        assert np.abs(u_onnx - u_ref).max() <= 1e-5, f"u differs at frame {t}"
-        assert np.all(v[mask > 0] == value[mask > 0])
-        played.append(v)
+        played.append(_agreeing(t, v, v_ref, u_onnx, u_ref, mask, value))
     played = np.array(played)
     assert 0.1 < played.mean() < 0.9 and played.std(axis=0).mean() > 0.2  # units really flip
+
+
+V2_SAMPLERS = {"chain from previous": Sampler("chain", 8, start="previous"),
+               "chain from silence": Sampler("chain", 8),
+               "sir, mixed bases": Sampler("sir", 6, chains=4, previous=2, lean=2.0),
+               "sir, all leaning": Sampler("sir", 4, chains=3, previous=3, lean=4.0)}
+
+
+@pytest.fixture(scope="module")
+def exported_v2(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("export_v2")
+    model = random_model(**DEFAULT)
+    return {name: (model, export_model(model, {"metrics": METRICS}, out / name.replace(" ", "_"), sampler=s), s)
+            for name, s in V2_SAMPLERS.items()}
+
+
+@pytest.mark.parametrize("name", list(V2_SAMPLERS))
+def test_v2_long_feedback_rollout_matches_torch(exported_v2, name):
+    """300 frames at batch 8, each side fed its own u and its own last frame as v_prev, with
+    random clamps (every fifth frame listens) and temperatures 0.5..2: v identical at every
+    frame, u within 1e-5."""
+    model, paths, sampler = exported_v2[name]
+    c, session, rng = model.config, _session(paths["onnx"]), np.random.default_rng(11)
+    batch, frames = 8, 300
+    u_ref = u_onnx = np.tile(model.u0.detach().numpy(), (batch, 1))
+    v_ref = v_onnx = np.zeros((batch, c.n_visible), np.float32)
+    played = []
+    for t in range(frames):
+        noise = rng.random((batch, sampler.chains, sampler.steps + 1, c.n_hidden + c.n_visible), dtype=np.float32)
+        mask = (rng.random((batch, c.n_visible)) < (0.2 if t % 3 else 0.0)).astype(np.float32)
+        if t % 5 == 4:
+            mask[:] = 1
+        value = (rng.random((batch, c.n_visible)) < 0.3).astype(np.float32)
+        temp = rng.uniform(0.5, 2.0, (batch, 1)).astype(np.float32)
+        feeds = {"noise": noise, "clamp_mask": mask, "clamp_value": value, "temperature": temp}
+        v_ref, u_ref = reference_step(model, {**feeds, "u_prev": u_ref, "v_prev": v_ref}, sampler)
+        v_onnx, u_onnx = session.run(None, {**feeds, "u_prev": u_onnx, "v_prev": v_onnx})
+        played.append(_agreeing(t, v_onnx, v_ref, u_onnx, u_ref, mask, value))
+    played = np.array(played)
+    assert 0.05 < played.mean() < 0.9 and played.std(axis=0).mean() > 0.2  # units really flip
+
+
+def test_v2_single_rows_match_the_batched_reference(exported_v2):
+    """B=1 (the live case) gives what the same row gives inside a batch."""
+    model, paths, sampler = exported_v2["sir, mixed bases"]
+    c, session, rng = model.config, _session(paths["onnx"]), np.random.default_rng(5)
+    feeds = {"u_prev": np.tanh(rng.standard_normal((3, c.n_recurrent))).astype(np.float32),
+             "v_prev": (rng.random((3, c.n_visible)) < 0.2).astype(np.float32),
+             "noise": rng.random((3, sampler.chains, sampler.steps + 1, c.n_hidden + c.n_visible), dtype=np.float32),
+             "clamp_mask": np.zeros((3, c.n_visible), np.float32), "clamp_value": np.zeros((3, c.n_visible), np.float32),
+             "temperature": np.ones((3, 1), np.float32)}
+    v_all, _ = session.run(None, feeds)
+    for i in range(3):
+        v_one, _ = session.run(None, {k: a[i:i + 1] for k, a in feeds.items()})
+        assert np.array_equal(v_one[0], v_all[i])
+
+
+def test_v2_the_previous_frame_matters_only_to_samplers_that_read_it(exported_v2):
+    model, _, _ = exported_v2["chain from silence"]
+    c, rng = model.config, np.random.default_rng(2)
+    for name, (_, paths, sampler) in exported_v2.items():
+        session = _session(paths["onnx"])
+        noise = rng.random((16, sampler.chains, sampler.steps + 1, c.n_hidden + c.n_visible), dtype=np.float32)
+        zeros = np.zeros((16, c.n_visible), np.float32)
+        feeds = {"u_prev": np.tile(model.u0.detach().numpy(), (16, 1)), "noise": noise, "clamp_mask": zeros,
+                 "clamp_value": zeros, "temperature": np.ones((16, 1), np.float32)}
+        silent, _ = session.run(None, {**feeds, "v_prev": zeros})
+        loud, _ = session.run(None, {**feeds, "v_prev": np.ones_like(zeros)})
+        assert np.array_equal(silent, loud) == (not sampler.uses_previous), name
+
+
+def test_v2_card_records_the_sampler(exported_v2):
+    _, paths, sampler = exported_v2["sir, mixed bases"]
+    card = json.loads(paths["card"].read_text())
+    assert card["format"] == "rnnrbm-step/2" and card["gibbs_steps"] == sampler.steps
+    assert {k: card["sampler"][k] for k in sampler.to_dict()} == sampler.to_dict()
+    assert card["sampler"]["label"] == sampler.label() and card["metrics"] == METRICS
+    assert [(i["name"], i["shape"]) for i in card["inputs"]] == [
+        ("u_prev", ["B", 100]), ("v_prev", ["B", 88]), ("noise", ["B", 4, 7, 238]), ("clamp_mask", ["B", 88]),
+        ("clamp_value", ["B", 88]), ("temperature", ["B", 1])]
+    assert card["self_check"]["rows"] == 144
+
+
+def test_v2_self_check_rejects_a_graph_of_another_sampler():
+    model = random_model(**SMALL)
+    weights = {n: getattr(model, n).detach().numpy() for n in CONTRACT_PARAMETERS}
+    mixed, leaning = Sampler("sir", 5, chains=4, previous=2, lean=2.0), Sampler("sir", 5, chains=4, previous=4, lean=2.0)
+    with pytest.raises(ExportCheckError, match="disagree on v"):
+        verify_step_graph(model, build_step_graph(weights, 5, sampler=leaning).SerializeToString(), 5, sampler=mixed)
 
 
 def test_listening_reproduces_the_played_frames(exported):
@@ -209,7 +304,7 @@ def test_failed_export_writes_nothing_and_keeps_an_earlier_export(tmp_path, caps
 
 def test_cli_exports_with_options(tmp_path, capsys):
     ck = _checkpoint(tmp_path, random_model(**SMALL))
-    assert main([str(ck), "-o", str(tmp_path / "m13"), "--gibbs-steps", "5", "--opset", "13"]) == 0
+    assert main([str(ck), "-o", str(tmp_path / "m13"), "--gibbs-steps", "5", "--opset", "13", "--sampler", "v1"]) == 0
     assert "self-check" in capsys.readouterr().out
     card = json.loads((tmp_path / "m13.onnx.json").read_text())
     assert card["gibbs_steps"] == 5 and card["opset"] == 13
@@ -218,8 +313,27 @@ def test_cli_exports_with_options(tmp_path, capsys):
     assert [d.dim_value for d in proto.graph.input[1].type.tensor_type.shape.dim[1:]] == [5, 128]
 
 
+def test_cli_exports_version_2_by_default_with_sampler_metrics(tmp_path, capsys):
+    ck = _checkpoint(tmp_path, random_model(**SMALL))
+    measured = tmp_path / "measured.json"
+    measured.write_text(json.dumps({"acc": {"played_acc": 61.0}}))
+    assert main([str(ck), "-o", str(tmp_path / "m"), "--chains", "3", "--previous", "1", "--gibbs-steps", "4",
+                 "--sampler-metrics", str(measured)]) == 0
+    assert "sir R=3 K=4, 1 leaning" in capsys.readouterr().out
+    card = json.loads((tmp_path / "m.onnx.json").read_text())
+    assert card["format"] == "rnnrbm-step/2" and card["sampler_metrics"] == {"acc": {"played_acc": 61.0}}
+    assert (card["sampler"]["chains"], card["sampler"]["steps"], card["sampler"]["previous"]) == (3, 4, 1)
+    assert main([str(ck), "-o", str(tmp_path / "c"), "--sampler", "chain", "--gibbs-steps", "6"]) == 0
+    card = json.loads((tmp_path / "c.onnx.json").read_text())
+    assert card["sampler"]["kind"] == "chain" and card["sampler"]["start"] == "previous" and card["gibbs_steps"] == 6
+
+
 @pytest.mark.parametrize("args, message", [
     (["missing.safetensors"], "no such checkpoint"),
+    (["CK", "--chains", "0"], "--sampler sir: chains must be a positive integer"),
+    (["CK", "--chains", "2", "--previous", "3"], "--sampler sir: previous must be 0..chains"),
+    (["CK", "--sampler-metrics", "nope.json"], "--sampler-metrics nope.json: cannot read it as json"),
+    (["CK", "--graph", "threshold"], "--graph threshold builds version 1 steps only"),
     (["CK", "--gibbs-steps", "0"], "--gibbs-steps must be a positive integer"),
     (["CK", "--opset", "5"], "--opset 5 is not supported"),
 ])

@@ -14,18 +14,19 @@ import torch
 import rnnrbm_live.bundled as bundled
 from rnnrbm_export.model import RNNRBM, RNNRBMConfig
 from rnnrbm_export.onnx_export import export_model
+from rnnrbm_export.sampler import Sampler
 from rnnrbm_live.errors import UserError
 from rnnrbm_live.model.card import load_model
-from rnnrbm_live.model.runners import DeviceRunner, cuda_unavailable_reason, session_options
+from rnnrbm_live.model.runners import DeviceRunner, cuda_unavailable_reason, initial_state, session_options
 from rnnrbm_live.model.session import StepSession, pitch_range, scale_lock
 
 N_HIDDEN, N_RECURRENT, K = 40, 16, 10
+SAMPLER = Sampler("sir", 5, chains=4, previous=2, lean=2.0)  # uses every v2 input
 C_MAJOR = (0, 2, 4, 5, 7, 9, 11)
+V1_FIXTURE = Path(__file__).parent / "fixtures" / "v1_tiny"  # exported by the code before v2
 
 
-@pytest.fixture(scope="module")
-def stem(tmp_path_factory) -> Path:
-    """A small exported model with weights large enough for lively, varied frames."""
+def _tiny_model() -> RNNRBM:
     torch.manual_seed(0)
     model = RNNRBM(RNNRBMConfig(n_hidden=N_HIDDEN, n_recurrent=N_RECURRENT, gibbs_steps=K, init_std=0.5,
                                 init_recurrent_std=0.3, learn_u0=True, dataset="random"))
@@ -33,9 +34,27 @@ def stem(tmp_path_factory) -> Path:
         model.bv.normal_(-1, 1)
         model.bh.normal_(0, 1)
         model.u0.normal_(0, 0.5).tanh_()
+    return model
+
+
+@pytest.fixture(scope="module")
+def stem(tmp_path_factory) -> Path:
+    """A small exported (version 2) model with weights large enough for lively, varied frames."""
     out = tmp_path_factory.mktemp("model") / "tiny"
-    export_model(model, {}, out)
+    export_model(_tiny_model(), {}, out, sampler=SAMPLER)
     return out
+
+
+@pytest.fixture(scope="module")
+def stem_v1(tmp_path_factory) -> Path:
+    """The same model exported by this code as a version 1 step (no sampler)."""
+    out = tmp_path_factory.mktemp("model_v1") / "tiny1"
+    export_model(_tiny_model(), {}, out)
+    return out
+
+
+def _start(stem, batch: int) -> np.ndarray:
+    return initial_state(load_model(stem), batch)
 
 
 @pytest.fixture
@@ -58,19 +77,21 @@ def test_frames_are_uint8_keys_and_the_provider_is_named(stem):
     assert s.provider == "CPUExecutionProvider" and "CPUExecutionProvider" in s.describe()
 
 
-def test_session_runs_the_graph_with_its_own_noise_stream(stem):
-    """The bound buffers and the alternating state buffers feed the graph what a plain run would."""
-    model = load_model(stem)
-    s = _session(stem, batch=2, seed=11, temperature=0.8)
+@pytest.mark.parametrize("version", [2, 1])
+def test_session_runs_the_graph_with_its_own_noise_stream(stem, stem_v1, version):
+    """The bound buffers and the alternating state buffers feed the graph what a plain run
+    would: for version 2 the frame it played becomes its v_prev."""
+    model = load_model(stem if version == 2 else stem_v1)
+    s = _session(model.onnx_path, batch=2, seed=11, temperature=0.8)
     raw = ort.InferenceSession(str(model.onnx_path), session_options(1), providers=["CPUExecutionProvider"])
-    rng, u = np.random.default_rng(11), np.tile(model.u0, (2, 1))
+    rng, u, v = np.random.default_rng(11), np.tile(model.u0, (2, 1)), np.zeros((2, 88), np.float32)
     zeros, temp = np.zeros((2, 88), np.float32), np.full((2, 1), 0.8, np.float32)
     for t in range(40):
-        noise = rng.random((2, K, N_HIDDEN + 88), dtype=np.float32)
-        v, u = raw.run(None, {"u_prev": u, "noise": noise, "clamp_mask": zeros, "clamp_value": zeros,
-                              "temperature": temp})
+        noise = rng.random((2, *model.noise_shape), dtype=np.float32)
+        feeds = {"u_prev": u, "noise": noise, "clamp_mask": zeros, "clamp_value": zeros, "temperature": temp}
+        v, u = raw.run(None, {**feeds, "v_prev": v} if version == 2 else feeds)
         assert np.array_equal(s.step(), v.astype(np.uint8)), f"frame {t}"
-        assert np.array_equal(s.state, u)
+        assert np.array_equal(s.state, np.concatenate([u, v], 1) if version == 2 else u)
 
 
 def test_a_seed_reproduces_and_another_differs(stem):
@@ -140,17 +161,19 @@ def test_batch_rows_are_independent(stem):
         a, b = s1.step(), s2.step(clamp_mask=mask, clamp_value=mask)
         assert np.array_equal(a[1:], b[1:]) and np.all(b[0] == 1)
     s2.reset(rows=[0])
-    assert np.array_equal(s2.state[0], load_model(stem).u0) and np.array_equal(s1.state[1:], s2.state[1:])
+    assert np.array_equal(s2.state[0], _start(stem, 1)[0]) and np.array_equal(s1.state[1:], s2.state[1:])
     for _ in range(10):
         assert np.array_equal(s1.step()[1:], s2.step()[1:])
 
 
-def test_reset_returns_every_stream_to_u0(stem):
+def test_reset_returns_every_stream_to_u0_after_silence(stem):
     s = _session(stem, batch=2, seed=0)
     for _ in range(5):
         s.step()
     s.reset()
-    assert np.array_equal(s.state, np.tile(load_model(stem).u0, (2, 1)))
+    assert np.array_equal(s.state, _start(stem, 2))
+    assert np.array_equal(s.state[:, :N_RECURRENT], np.tile(load_model(stem).u0, (2, 1)))
+    assert not s.state[:, N_RECURRENT:].any()
 
 
 def test_temperatures(stem):
@@ -177,10 +200,18 @@ def _edit_card(stem: Path, **changes) -> None:
 
 
 @pytest.mark.parametrize("damage, message", [
-    (lambda m: _edit_card(m, format="rnnrbm-step/2"), "m.onnx.json: format is 'rnnrbm-step/2'"),
+    (lambda m: _edit_card(m, format="rnnrbm-step/3"), "m.onnx.json: format is 'rnnrbm-step/3'"),
+    (lambda m: _edit_card(m, format="rnnrbm-step/1"),
+     "m.onnx: the graph's inputs are u_prev, v_prev, noise, clamp_mask, clamp_value, temperature, not u_prev, noise"),
+    (lambda m: _edit_card(m, sampler={**SAMPLER.to_dict(), "kind": "gibbs"}), "m.onnx.json: sampler kind is 'gibbs'"),
+    (lambda m: _edit_card(m, sampler=None), "m.onnx.json: sampler kind is None"),
+    (lambda m: _edit_card(m, sampler={**SAMPLER.to_dict(), "chains": 3}),
+     "m.onnx.json: sampler chains is 3 but the graph's noise has 4 chains"),
+    (lambda m: _edit_card(m, sampler={**SAMPLER.to_dict(), "steps": 9}), "m.onnx.json: sampler steps is 9 but gibbs_steps is 5"),
     (lambda m: _edit_card(m, n_hidden=150), "m.onnx.json: n_hidden is 150 but the graph's noise input has 128-88=40"),
     (lambda m: _edit_card(m, n_visible=87), "m.onnx.json: n_visible is 87 but the graph's clamp_mask has 88"),
-    (lambda m: _edit_card(m, gibbs_steps=9), "m.onnx.json: gibbs_steps is 9 but the graph's noise has 10 steps"),
+    (lambda m: _edit_card(m, gibbs_steps=9, sampler={**SAMPLER.to_dict(), "steps": 9}),
+     "m.onnx.json: gibbs_steps is 9 but the graph's noise has 5 steps (slots - 1)"),
     (lambda m: _edit_card(m, n_recurrent="16"), "m.onnx.json: n_recurrent is '16', not a positive integer"),
     (lambda m: _edit_card(m, u0=[0.0] * 3), "m.onnx.json: u0 should be 16 numbers (n_recurrent) but is 3 values"),
     (lambda m: Path(f"{m}.onnx.json").unlink(), "m.onnx.json: the model card is missing beside m.onnx"),
@@ -236,9 +267,9 @@ def test_the_device_path_on_the_cpu_provider(stem):
     assert np.array_equal(runs[0], runs[1])
     assert np.array_equal(runs[0][1::2], np.broadcast_to(np.arange(88) % 5 == 0, (10, 3, 88)))
     assert runs[0][0::2].std(axis=0).mean() > 0.1  # free frames vary
-    assert not np.array_equal(a.get_state(), np.tile(model.u0, (3, 1)))
-    a.set_state(np.tile(model.u0, (3, 1)))
-    assert np.array_equal(a.get_state(), np.tile(model.u0, (3, 1)))
+    assert not np.array_equal(a.get_state(), initial_state(model, 3))
+    a.set_state(initial_state(model, 3))
+    assert np.array_equal(a.get_state(), initial_state(model, 3))
     with pytest.raises(UserError, match="cannot be rewound"):
         a.get_noise_state()
 
@@ -248,3 +279,35 @@ def test_bundled_models_say_they_learned_music_in_c():
     for name in ("nottingham", "jsb_chorales"):
         model = load_model(name)
         assert model.learned_in_c and model.card["transposed_to"] == "C major/minor"
+
+
+@pytest.mark.parametrize("which", ["exported now", "fixture"])
+def test_a_version_1_model_still_loads_and_plays(stem_v1, which):
+    """Version 1 models (one chain from silence, no v_prev) keep working: loaded, checked,
+    stepped, listened to, rolled back; their state is u alone."""
+    path = stem_v1 if which == "exported now" else V1_FIXTURE
+    model = load_model(str(path))
+    assert model.version == 1 and model.card["format"] == "rnnrbm-step/1" and not model.takes_previous
+    assert model.state_size == model.n_recurrent and "Gibbs steps" in model.summary()
+    s = _session(path, batch=2, seed=3)
+    frames = np.array([s.step() for _ in range(30)])
+    assert frames.shape == (30, 2, 88) and frames.std(axis=0).mean() > 0.05
+    heard = (np.random.default_rng(0).random((2, 88)) < 0.1).astype(np.uint8)
+    assert np.array_equal(s.listen(heard), heard)
+    state = s.state
+    assert state.shape == (2, model.n_recurrent)
+    again = [s.step() for _ in range(5)]
+    s.state = state
+    s.noise_state = s.noise_state
+    assert len(again) == 5 and np.array_equal(s.state, state)
+    device = DeviceRunner(model, 2, 7, 1, "cpu")
+    assert device.step().shape == (2, 88) and device.get_state().shape == (2, model.n_recurrent)
+
+
+def test_a_version_2_card_is_refused_in_front_of_a_version_1_graph(stem, stem_v1, tmp_path):
+    shutil.copy(f"{stem_v1}.onnx", tmp_path / "x.onnx")
+    card = json.loads(Path(f"{stem}.onnx.json").read_text())
+    (tmp_path / "x.onnx.json").write_text(json.dumps(card))
+    with pytest.raises(UserError, match=r"x.onnx: the graph's inputs are u_prev, noise, clamp_mask, clamp_value, "
+                                        r"temperature, not u_prev, v_prev, .*not an rnnrbm-step/2 model"):
+        load_model(tmp_path / "x")

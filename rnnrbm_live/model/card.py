@@ -4,7 +4,8 @@ A model is named either by a bundled name ("nottingham") or by a path (STEM, STE
 STEM.onnx.json). The card is checked against the graph itself before anything runs it, so
 a card copied next to the wrong graph, or a graph from another contract version, is refused
 with one line naming the file and the field rather than failing later inside onnxruntime.
-The contract is ../shared/docs/step-contract.md (version 1).
+The contract is docs/step-contract.md: version 2 (a sampler with R chains and the previous
+frame as an input), and version 1 (one chain from silence), which keeps loading.
 """
 
 from __future__ import annotations
@@ -19,17 +20,25 @@ import onnxruntime as ort
 from rnnrbm_live.bundled import bundled_names, bundled_path
 from rnnrbm_live.errors import UserError
 
-FORMAT = "rnnrbm-step/1"
-INPUT_NAMES = ("u_prev", "noise", "clamp_mask", "clamp_value", "temperature")
+FORMAT_V1 = "rnnrbm-step/1"
+FORMAT = "rnnrbm-step/2"  # what rnnrbm-export writes
+FORMATS = (FORMAT, FORMAT_V1)
+INPUT_NAMES_V1 = ("u_prev", "noise", "clamp_mask", "clamp_value", "temperature")
+INPUT_NAMES = ("u_prev", "v_prev", "noise", "clamp_mask", "clamp_value", "temperature")
 OUTPUT_NAMES = ("v", "u")
+SAMPLER_KINDS = ("chain", "sir")
 BATCH = "B"  # the name of the dynamic batch dimension in the graph and the card
 _SIZE_FIELDS = ("n_visible", "n_hidden", "n_recurrent", "gibbs_steps", "frames_per_beat")
 
 
-def contract_shapes(n_visible: int, n_hidden: int, n_recurrent: int,
-                    gibbs_steps: int) -> tuple[dict[str, list], dict[str, list]]:
-    """The contract's graph inputs and outputs, name -> shape, with "B" the batch."""
-    inputs = {"u_prev": [BATCH, n_recurrent], "noise": [BATCH, gibbs_steps, n_hidden + n_visible],
+def contract_shapes(n_visible: int, n_hidden: int, n_recurrent: int, gibbs_steps: int,
+                    chains: int | None = None) -> tuple[dict[str, list], dict[str, list]]:
+    """The contract's graph inputs and outputs, name -> shape, with "B" the batch: version 2
+    with `chains` (R; noise [B, R, K + 1, n_h + n_v]), else version 1 (noise [B, K, n_h + n_v])."""
+    width = n_hidden + n_visible
+    noise = [BATCH, gibbs_steps, width] if chains is None else [BATCH, chains, gibbs_steps + 1, width]
+    inputs = {"u_prev": [BATCH, n_recurrent], **({} if chains is None else {"v_prev": [BATCH, n_visible]}),
+              "noise": noise,
               "clamp_mask": [BATCH, n_visible], "clamp_value": [BATCH, n_visible], "temperature": [BATCH, 1]}
     outputs = {"v": [BATCH, n_visible], "u": [BATCH, n_recurrent]}
     return inputs, outputs
@@ -50,11 +59,33 @@ class StepModel:
     frames_per_beat: int
     u0: np.ndarray = field(repr=False)  # float32 [n_recurrent]
     card: dict = field(repr=False, compare=False)
+    chains: int | None = None  # R of a version 2 model; None: version 1
+
+    @property
+    def version(self) -> int:
+        return 1 if self.chains is None else 2
 
     @property
     def noise_size(self) -> int:
         """Uniform draws per Gibbs step and stream: the hidden units, then the visible ones."""
         return self.n_hidden + self.n_visible
+
+    @property
+    def noise_shape(self) -> tuple[int, ...]:
+        """The noise input of one stream: [K, n_h + n_v] (v1) or [R, K + 1, n_h + n_v] (v2)."""
+        if self.chains is None:
+            return self.gibbs_steps, self.noise_size
+        return self.chains, self.gibbs_steps + 1, self.noise_size
+
+    @property
+    def takes_previous(self) -> bool:
+        """Whether the graph reads the previous frame (v_prev): every version 2 model."""
+        return self.chains is not None
+
+    @property
+    def state_size(self) -> int:
+        """Width of a stream's state: u, then (version 2) the previous frame."""
+        return self.n_recurrent + (self.n_visible if self.takes_previous else 0)
 
     @property
     def learned_in_c(self) -> bool:
@@ -63,8 +94,15 @@ class StepModel:
         return str(self.card.get("transposed_to") or "").lower().startswith("c")
 
     def summary(self) -> str:
+        sampler = f"{self.gibbs_steps} Gibbs steps" if self.chains is None else self.sampler_label()
         return (f"{self.name} ({self.n_visible} keys from MIDI {self.lowest_pitch}, "
-                f"{self.n_hidden} hidden, {self.n_recurrent} recurrent, {self.gibbs_steps} Gibbs steps)")
+                f"{self.n_hidden} hidden, {self.n_recurrent} recurrent, {sampler})")
+
+    def sampler_label(self) -> str:
+        s = self.card.get("sampler") or {}
+        if s.get("kind") == "sir":
+            return f"{self.chains} annealed chains of {self.gibbs_steps} steps"
+        return f"a chain of {self.gibbs_steps} steps from {s.get('start', 'silence')}"
 
 
 def load_model(spec: str | Path) -> StepModel:
@@ -130,10 +168,11 @@ def read_card(card_path: Path) -> dict:
 def check_card(card: dict, card_path: Path) -> dict:
     """The card's sizes, after checking its format and fields; UserError names the field."""
     fmt = card.get("format")
-    if fmt != FORMAT:
-        raise UserError(f"{card_path}: format is {fmt!r} but this rnnrbm-live reads {FORMAT!r}; "
+    if fmt not in FORMATS:
+        raise UserError(f"{card_path}: format is {fmt!r} but this rnnrbm-live reads {' and '.join(map(repr, FORMATS))}; "
                         f"re-export the model or update rnnrbm-live")
     sizes = {key: _positive_int(card, key, card_path) for key in _SIZE_FIELDS}
+    sizes["chains"] = _sampler_chains(card, card_path, sizes["gibbs_steps"]) if fmt == FORMAT else None
     pitch = card.get("lowest_pitch")
     if not _is_int(pitch) or not 0 <= pitch <= 127 - sizes["n_visible"] + 1:
         raise UserError(f"{card_path}: lowest_pitch is {pitch!r}, not a MIDI note that leaves room for "
@@ -146,6 +185,22 @@ def check_card(card: dict, card_path: Path) -> dict:
         raise UserError(f"{card_path}: u0 should be {sizes['n_recurrent']} numbers (n_recurrent) but is {got}; "
                         f"re-export the model")
     return sizes
+
+
+def _sampler_chains(card: dict, card_path: Path, steps: int) -> int:
+    """A version 2 card's sampler: its kind, and its steps agreeing with gibbs_steps; R."""
+    sampler = card.get("sampler")
+    if not isinstance(sampler, dict) or sampler.get("kind") not in SAMPLER_KINDS:
+        got = sampler.get("kind") if isinstance(sampler, dict) else sampler
+        raise UserError(f"{card_path}: sampler kind is {got!r}, not one of {', '.join(SAMPLER_KINDS)}; "
+                        f"re-export the model")
+    chains = sampler.get("chains")
+    if not _is_int(chains) or chains < 1:
+        raise UserError(f"{card_path}: sampler chains is {chains!r}, not a positive integer; re-export the model")
+    if sampler.get("steps") != steps:
+        raise UserError(f"{card_path}: sampler steps is {sampler.get('steps')!r} but gibbs_steps is {steps}; "
+                        f"re-export the model")
+    return chains
 
 
 def _is_int(value) -> bool:
@@ -177,10 +232,12 @@ def graph_io(onnx_path: Path) -> tuple[dict[str, tuple[list, str]], dict[str, tu
 def check_graph(onnx_path: Path, card_path: Path, card: dict, sizes: dict) -> None:
     """Refuse a graph whose inputs and outputs disagree with the contract or with the card."""
     inputs, outputs = graph_io(onnx_path)
-    for kind, names, found in (("input", INPUT_NAMES, inputs), ("output", OUTPUT_NAMES, outputs)):
+    fmt = card["format"]
+    wanted = INPUT_NAMES if fmt == FORMAT else INPUT_NAMES_V1
+    for kind, names, found in (("input", wanted, inputs), ("output", OUTPUT_NAMES, outputs)):
         if sorted(found) != sorted(names):
             raise UserError(f"{onnx_path}: the graph's {kind}s are {', '.join(found)}, not {', '.join(names)}; "
-                            f"it is not an {FORMAT} model, re-export it with rnnrbm-export")
+                            f"it is not an {fmt} model as its card says, re-export it with rnnrbm-export")
         for name, (_, dtype) in found.items():
             if dtype != "tensor(float)":
                 raise UserError(f"{onnx_path}: the graph's {name} {kind} is {dtype}, not float32; re-export the model")
@@ -195,8 +252,9 @@ def _dim(shapes: dict, name: str, axis: int):
 
 def _check_sizes(card_path: Path, sizes: dict, shapes: dict) -> None:
     nv, nh, nu, k = sizes["n_visible"], sizes["n_hidden"], sizes["n_recurrent"], sizes["gibbs_steps"]
-    for name, want in (("u_prev", 2), ("noise", 3), ("clamp_mask", 2), ("clamp_value", 2), ("temperature", 2),
-                       ("v", 2), ("u", 2)):
+    r = sizes["chains"]
+    for name, want in (("u_prev", 2), ("noise", 3 if r is None else 4), ("clamp_mask", 2), ("clamp_value", 2),
+                       ("temperature", 2), ("v", 2), ("u", 2), *((("v_prev", 2),) if r is not None else ())):
         if len(shapes[name][0]) != want:
             raise UserError(f"{card_path}: the graph's {name} has shape {shapes[name][0]}, not {want}-d as "
                             f"the contract says; re-export the model")
@@ -206,19 +264,26 @@ def _check_sizes(card_path: Path, sizes: dict, shapes: dict) -> None:
         ("n_visible", nv, "v", _dim(shapes, "v", 1), ""),
         ("n_recurrent", nu, "u_prev", _dim(shapes, "u_prev", 1), ""),
         ("n_recurrent", nu, "u", _dim(shapes, "u", 1), ""),
-        ("gibbs_steps", k, "noise", _dim(shapes, "noise", 1), " steps"),
+        *((("gibbs_steps", k, "noise", _dim(shapes, "noise", 1), " steps"),) if r is None else (
+            ("sampler chains", r, "noise", _dim(shapes, "noise", 1), " chains"),
+            ("gibbs_steps", k, "noise", _minus_one(_dim(shapes, "noise", 2)), " steps (slots - 1)"),
+            ("n_visible", nv, "v_prev", _dim(shapes, "v_prev", 1), ""))),
     )
     for field_name, value, graph_name, got, unit in checks:
         if got != value:
             raise UserError(f"{card_path}: {field_name} is {value} but the graph's {graph_name} has {got}{unit}; "
                             f"re-export the model")
-    width = _dim(shapes, "noise", 2)
+    width = _dim(shapes, "noise", 2 if r is None else 3)
     if not isinstance(width, int) or width - nv != nh:
         hidden = f"{width}-{nv}={width - nv}" if isinstance(width, int) else repr(width)
         raise UserError(f"{card_path}: n_hidden is {nh} but the graph's noise input has {hidden}; re-export the model")
     if _dim(shapes, "temperature", 1) != 1:
         raise UserError(f"{card_path}: the graph's temperature input has shape {shapes['temperature'][0]}, "
                         f"not [B, 1]; re-export the model")
+
+
+def _minus_one(dim):
+    return dim - 1 if isinstance(dim, int) else dim
 
 
 def _check_listed_io(card_path: Path, card: dict, inputs: dict, outputs: dict) -> None:

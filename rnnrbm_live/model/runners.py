@@ -94,31 +94,43 @@ def _float32(shape: tuple[int, ...], fill: float = 0.0) -> np.ndarray:
     return np.full(shape, fill, dtype=np.float32)
 
 
+def initial_state(model: StepModel, batch: int) -> np.ndarray:
+    """[batch, state_size]: u0, then (version 2) silence as the previous frame."""
+    state = _float32((batch, model.state_size))
+    state[:, :model.n_recurrent] = model.u0
+    return state
+
+
 class CpuRunner:
     """The step graph on the CPU provider, its inputs and outputs bound once to numpy
     buffers. Two bindings alternate the state buffers (u_t of one step is u_prev of the
-    next) so that the state is never copied."""
+    next, and for a version 2 model v_t is v_prev) so that the state is never copied."""
 
     def __init__(self, model: StepModel, batch: int, seed: int | None, threads: int) -> None:
         self.session = ort.InferenceSession(str(model.onnx_path), session_options(threads), providers=[CPU])
         self.provider = self.session.get_providers()[0]
         self._rng = np.random.default_rng(seed)
-        self.noise = _float32((batch, model.gibbs_steps, model.noise_size))
+        self._nu, self._previous = model.n_recurrent, model.takes_previous
+        self.noise = _float32((batch, *model.noise_shape))
         self.clamp_mask = _float32((batch, model.n_visible))
         self.clamp_value = _float32((batch, model.n_visible))
         self.temperature = _float32((batch, 1), 1.0)
-        self.v = _float32((batch, model.n_visible))
-        self._u = [np.tile(model.u0, (batch, 1)), _float32((batch, model.n_recurrent))]
+        start = initial_state(model, batch)
+        self._u = [np.ascontiguousarray(start[:, :self._nu]), _float32((batch, model.n_recurrent))]
+        self._v = [np.ascontiguousarray(start[:, self._nu:]) if self._previous else _float32((batch, model.n_visible)),
+                   _float32((batch, model.n_visible))]
         self._bindings = [self._bind(0), self._bind(1)]
-        self._current = 0  # which of self._u holds the state
+        self._current = 0  # which of self._u (and self._v) holds the state
 
     def _bind(self, i: int) -> ort.IOBinding:
         binding = self.session.io_binding()
         inputs = {"u_prev": self._u[i], "noise": self.noise, "clamp_mask": self.clamp_mask,
                   "clamp_value": self.clamp_value, "temperature": self.temperature}
+        if self._previous:
+            inputs["v_prev"] = self._v[i]
         for name, array in inputs.items():
             binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array))
-        binding.bind_ortvalue_output("v", ort.OrtValue.ortvalue_from_numpy(self.v))
+        binding.bind_ortvalue_output("v", ort.OrtValue.ortvalue_from_numpy(self._v[1 - i]))
         binding.bind_ortvalue_output("u", ort.OrtValue.ortvalue_from_numpy(self._u[1 - i]))
         return binding
 
@@ -126,13 +138,16 @@ class CpuRunner:
         self._rng.random(out=self.noise, dtype=np.float32)
         self.session.run_with_iobinding(self._bindings[self._current])
         self._current = 1 - self._current
-        return self.v
+        return self._v[self._current]
 
     def get_state(self) -> np.ndarray:
-        return self._u[self._current].copy()
+        u = self._u[self._current]
+        return np.concatenate([u, self._v[self._current]], axis=1) if self._previous else u.copy()
 
-    def set_state(self, u: np.ndarray) -> None:
-        self._u[self._current][:] = u
+    def set_state(self, state: np.ndarray) -> None:
+        self._u[self._current][:] = state[:, :self._nu]
+        if self._previous:
+            self._v[self._current][:] = state[:, self._nu:]
 
     def get_noise_state(self) -> dict:
         return copy.deepcopy(self._rng.bit_generator.state)
@@ -162,28 +177,32 @@ class DeviceRunner:
             if s.get_providers()[0] != provider:
                 raise CudaUnavailable("onnxruntime could not start it on this machine; see its log above")
         self.provider = provider
-        shapes = {"u_prev": (batch, model.n_recurrent), "noise": (batch, model.gibbs_steps, model.noise_size),
+        self._nu, self._previous = model.n_recurrent, model.takes_previous
+        shapes = {"u_prev": (batch, model.n_recurrent), "noise": (batch, *model.noise_shape),
                   "clamp_mask": (batch, model.n_visible), "clamp_value": (batch, model.n_visible),
-                  "temperature": (batch, 1), "v": (batch, model.n_visible), "u": (batch, model.n_recurrent)}
+                  "temperature": (batch, 1), "v": (batch, model.n_visible), "u": (batch, model.n_recurrent),
+                  **({"v_prev": (batch, model.n_visible)} if self._previous else {})}
         self._dev = {n: ort.OrtValue.ortvalue_from_shape_and_type(s, np.float32, device, 0) for n, s in shapes.items()}
         self.clamp_mask, self.clamp_value = _float32(shapes["clamp_mask"]), _float32(shapes["clamp_value"])
         self.temperature = _float32(shapes["temperature"], 1.0)
         self._sent: dict[str, np.ndarray] = {}
-        self.set_state(np.tile(model.u0, (batch, 1)))
-        self._binding = self._bind(self.session, ["u_prev", "noise", "clamp_mask", "clamp_value", "temperature"],
-                                   {"v": "v", "u": "u"})
-        self._prep_binding = self._bind(self.prep, [], {"u_prev": "u_prev", "noise": "noise"}, {"u_state": "u"})
-        self._warm_up(np.tile(model.u0, (batch, 1)))
+        self.set_state(initial_state(model, batch))
+        previous = ["v_prev"] if self._previous else []
+        self._binding = self._bind(self.session, ["u_prev", *previous, "noise", "clamp_mask", "clamp_value",
+                                                  "temperature"], {"v": "v", "u": "u"})
+        self._prep_binding = self._bind(self.prep, [], {"u_prev": "u_prev", "noise": "noise", **{p: p for p in previous}},
+                                        {"u_state": "u", **({"v_state": "v"} if previous else {})})
+        self._warm_up(initial_state(model, batch))
 
-    def _warm_up(self, u0: np.ndarray) -> None:
+    def _warm_up(self, start: np.ndarray) -> None:
         """A few steps now, so that the CUDA graph is captured (or fails) here and not in a
-        live step; then back to u0."""
+        live step; then back to the start (u0, and silence before it)."""
         try:
             for _ in range(WARM_UP_STEPS):
                 self.step()
         except Exception as e:  # onnxruntime's pybind errors
             raise CudaUnavailable(f"its first steps failed: {_first_line(e)}") from None
-        self.set_state(u0)
+        self.set_state(start)
 
     def _bind(self, session: ort.InferenceSession, inputs: list[str], outputs: dict[str, str],
               renamed: dict[str, str] | None = None) -> ort.IOBinding:
@@ -211,10 +230,13 @@ class DeviceRunner:
         return self._dev["v"].numpy()
 
     def get_state(self) -> np.ndarray:
-        return self._dev["u"].numpy()
+        u = self._dev["u"].numpy()
+        return np.concatenate([u, self._dev["v"].numpy()], axis=1) if self._previous else u
 
-    def set_state(self, u: np.ndarray) -> None:
-        self._dev["u"].update_inplace(np.ascontiguousarray(u, dtype=np.float32))
+    def set_state(self, state: np.ndarray) -> None:
+        self._dev["u"].update_inplace(np.ascontiguousarray(state[:, :self._nu], dtype=np.float32))
+        if self._previous:
+            self._dev["v"].update_inplace(np.ascontiguousarray(state[:, self._nu:], dtype=np.float32))
 
     def get_noise_state(self) -> dict:
         raise UserError("the noise of a gpu session is drawn on the gpu and cannot be rewound; "
@@ -263,14 +285,18 @@ def _node(op: str, inputs: list[str], outputs: list[str], attributes: bytes = b"
 
 
 def prep_graph(batch: int, model: StepModel, seed: int | None) -> bytes:
-    """ModelProto (opset 17): u_state -> u_prev (a copy) and noise (RandomUniform [0, 1))."""
-    shape = (batch, model.gibbs_steps, model.noise_size)
+    """ModelProto (opset 17): u_state -> u_prev (a copy), for a version 2 model v_state ->
+    v_prev too, and noise (RandomUniform [0, 1))."""
+    shape = (batch, *model.noise_shape)
     attributes = _msg(5, _str(1, "shape") + b"".join(_int(8, d) for d in shape) + _int(20, 7))  # INTS
     if seed is not None:  # a float attribute: keep it exact in float32
         seed_f = float(np.random.default_rng(seed).integers(1 << 24))
         attributes += _msg(5, _str(1, "seed") + _key(2, 5) + struct.pack("<f", seed_f) + _int(20, 1))  # FLOAT
     nodes = _node("Identity", ["u_state"], ["u_prev"]) + _node("RandomUniform", [], ["noise"], attributes)
-    u_shape = (batch, model.n_recurrent)
+    u_shape, v_shape = (batch, model.n_recurrent), (batch, model.n_visible)
     graph = (nodes + _str(2, "rnnrbm_prep") + _msg(11, _tensor_info("u_state", u_shape))
              + _msg(12, _tensor_info("u_prev", u_shape)) + _msg(12, _tensor_info("noise", shape)))
+    if model.takes_previous:
+        graph = (_node("Identity", ["v_state"], ["v_prev"]) + graph + _msg(11, _tensor_info("v_state", v_shape))
+                 + _msg(12, _tensor_info("v_prev", v_shape)))
     return _int(1, 8) + _str(2, "rnnrbm-live") + _msg(7, graph) + _msg(8, _str(1, "") + _int(2, 17))

@@ -20,7 +20,7 @@ import numpy as np
 
 from rnnrbm_live.errors import UserError
 from rnnrbm_live.model.card import StepModel, load_model
-from rnnrbm_live.model.runners import open_runner
+from rnnrbm_live.model.runners import initial_state, open_runner
 
 
 # --- masks: which keys may sound -----------------------------------------------------------
@@ -113,20 +113,22 @@ class StepSession:
         return self.step(clamp_mask=np.ones(self.model.n_visible, np.float32), clamp_value=frames)
 
     def reset(self, rows=None) -> None:
-        """Back to u0: every stream, or only `rows` (an index, a list or a bool mask)."""
+        """Back to the start of a piece (u0, after silence): every stream, or only `rows`
+        (an index, a list or a bool mask)."""
         state = self._runner.get_state()
-        state[slice(None) if rows is None else rows] = self.model.u0
+        state[slice(None) if rows is None else rows] = initial_state(self.model, 1)[0]
         self._runner.set_state(state)
 
     @property
     def state(self) -> np.ndarray:
-        """A copy of the recurrent state u, [B, n_recurrent]; assign it to roll back."""
+        """A copy of each stream's state, [B, model.state_size]: the recurrent state u, then
+        for a version 2 model the previous frame its sampler starts from; assign it to roll back."""
         return self._runner.get_state().copy()
 
     @state.setter
     def state(self, value) -> None:
         u = np.asarray(value, dtype=np.float32)
-        want = (self.batch, self.model.n_recurrent)
+        want = (self.batch, self.model.state_size)
         if u.shape != want:
             raise ValueError(f"state must have shape {want}, got {u.shape}")
         self._runner.set_state(np.ascontiguousarray(u))

@@ -1,0 +1,38 @@
+"""The frames of a set of sequences, each with its conditional RBM given the true history,
+and the paper's frame accuracy: what rnnrbm-eval (evaluate.py) and "ACC, played"
+(played.py) both measure on."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import batching
+from .model import RNNRBM
+
+_SEQUENCES_PER_BATCH = 16  # RNN passes over padded batches; the RNN is a small part of the cost
+
+
+@torch.no_grad()
+def frame_biases(model: RNNRBM, sequences: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every frame v_t [N, n_v] of the sequences, in order, with the biases bv_t [N, n_v]
+    and bh_t [N, n_h] of its RBM given the true history v_<t; on the model's device."""
+    device = model.W.device
+    vs, bvs, bhs = [], [], []
+    for start in range(0, len(sequences), _SEQUENCES_PER_BATCH):
+        v, mask = batching.pad(sequences[start:start + _SEQUENCES_PER_BATCH], device)
+        bv, bh = model.conditional_biases(v)
+        keep = mask.bool()
+        vs.append(v[keep])
+        bvs.append(bv[keep])
+        bhs.append(bh[keep])
+    return torch.cat(vs), torch.cat(bvs), torch.cat(bhs)
+
+
+def frame_accuracy(samples: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per row of 0/1 frames: TP / (TP + FP + FN), with 0/0 (a silent frame sampled
+    silent: nothing to get wrong) counted as 1; and the TP and TP + FP + FN counts."""
+    tp = (samples * target).sum(-1)
+    union = samples.sum(-1) + target.sum(-1) - tp  # TP + FP + FN
+    acc = torch.where(union > 0, tp / union.clamp(min=1), torch.ones_like(tp))
+    return acc, tp, union

@@ -1,0 +1,112 @@
+"""ACC, played: what the exported step plays, given the true history.
+
+Every frame's RBM is conditioned on the true history v_<t (as for the paper's ACC), and the
+step's own sampler (export/sampler.py: the float32 reference the ONNX graph computes) draws
+the frame, with the true previous frame as its v_prev; the expected accuracy of those
+draws against the true frame is what a user hears of the model, beside the model's own
+ACC (evaluate.py: the AIS runs' importance-weighted samples)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rnnrbm_live.errors import UserError
+from rnnrbm_live.model.card import FORMAT_V1, read_card
+
+from .frames import frame_accuracy, frame_biases
+from .model import RNNRBM
+from .sampler import DEFAULT_SAMPLER, Sampler, draw, noise_shape
+from .uniforms import Uniforms
+
+_FRAMES_PER_CHUNK = 512
+
+
+def previous_frames(sequences: list[np.ndarray]) -> torch.Tensor:
+    """v_{t-1} of every frame of the sequences, in order; silence before each first frame."""
+    out = []
+    for s in sequences:
+        prev = np.zeros_like(s, dtype=np.float32)
+        prev[1:] = s[:-1]
+        out.append(prev)
+    return torch.from_numpy(np.concatenate(out))
+
+
+@torch.no_grad()
+def played_accuracies(model: RNNRBM, sequences: list[np.ndarray], sampler: Sampler, *, samples: int = 1,
+                      seed: int = 0, temperature: float = 1.0) -> torch.Tensor:
+    """Per frame [N] (float64): the expected accuracy of `samples` frames the step draws."""
+    v, bv, bh = frame_biases(model, sequences)
+    prev = previous_frames(sequences).to(v.device)
+    return accuracies_given(model.W.detach(), v, bv, bh, prev, sampler, samples=samples, seed=seed,
+                            temperature=temperature)
+
+
+@torch.no_grad()
+def accuracies_given(W: torch.Tensor, v: torch.Tensor, bv: torch.Tensor, bh: torch.Tensor, prev: torch.Tensor,
+                     sampler: Sampler, *, samples: int = 1, seed: int = 0,
+                     temperature: float = 1.0) -> torch.Tensor:
+    """played_accuracies() for frames whose biases are already known."""
+    uniforms = Uniforms(W.device, [seed, 2])
+    nv, nh = W.shape
+    per_chunk = max(1, _FRAMES_PER_CHUNK // samples)
+    accs = []
+    for start in range(0, len(v), per_chunk):
+        rows = slice(start, start + per_chunk)
+        rep = [x[rows].repeat_interleave(samples, 0) for x in (v, bv, bh, prev)]
+        n = rep[0].shape[0]
+        noise = uniforms.like((n, *noise_shape(sampler, nh, nv)))
+        zeros = torch.zeros(n, nv, device=W.device)
+        temp = torch.full((n, 1), float(temperature), device=W.device)
+        drawn = draw(sampler, W, rep[1], rep[2], rep[3], noise, zeros, zeros, temp)
+        acc = frame_accuracy(drawn, rep[0])[0]
+        accs.append(acc.double().view(-1, samples).mean(1))
+    return torch.cat(accs)
+
+
+# --- rnnrbm-eval's "ACC, played" -------------------------------------------------------------
+
+def add_arguments(p) -> None:
+    p.add_argument("--played-samples", type=int, default=1, metavar="N",
+                   help="frames the step draws per true frame for 'ACC, played' (0 = skip)")
+    p.add_argument("--played-card", metavar="MODEL.onnx.json",
+                   help="measure the sampler of this exported model's card (default: rnnrbm-export's default)")
+
+
+def check(args) -> Sampler | None:
+    """The sampler rnnrbm-eval's 'ACC, played' measures (None: skipped), checked up front."""
+    if args.played_samples < 0:
+        raise UserError(f"--played-samples {args.played_samples}: give 0 (skip) or a positive number")
+    if not args.played_samples:
+        return None
+    return sampler_of(args.played_card) if args.played_card else DEFAULT_SAMPLER
+
+
+def measure(args, model: RNNRBM, sequences: list[np.ndarray]) -> dict:
+    """'ACC, played' for rnnrbm-eval: its mean and SEM over frames, and the sampler's label."""
+    sampler = check(args)
+    if sampler is None:
+        return {"acc_played": None}
+    acc = played_accuracies(model, sequences, sampler, samples=args.played_samples, seed=args.seed)
+    sem = float(acc.std() / np.sqrt(len(acc))) if len(acc) > 1 else float("nan")
+    return {"acc_played": 100 * float(acc.mean()), "acc_played_sem": 100 * sem, "played_sampler": sampler.label(),
+            "played_samples": args.played_samples}
+
+
+def sampler_of(card_path: str) -> Sampler:
+    card = read_card(Path(card_path))
+    if card.get("format") == FORMAT_V1:
+        return Sampler("chain", card.get("gibbs_steps"), start="silence")
+    try:
+        return Sampler.from_dict({k: v for k, v in (card.get("sampler") or {}).items() if k != "label"})
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{card_path}: its sampler cannot be read ({e}); re-export the model") from None
+
+
+def table_rows(r: dict) -> list[tuple[str, str]]:
+    if r.get("acc_played") is None:
+        return []
+    return [("ACC, played", f"{r['acc_played']:.2f} ± {r['acc_played_sem']:.2f} %   (what the step plays given the "
+                            f"true history: {r['played_sampler']}, {r['played_samples']} per frame)")]

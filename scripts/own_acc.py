@@ -1,0 +1,68 @@
+#!/usr/bin/env python
+"""The model's own ACC on every frame of a split, cached for scripts/bench_sampler.py.
+
+Each frame's conditional RBM given the true history is sampled by AIS (export/ais.py, as
+rnnrbm-eval measures ACC: the runs' importance-weighted samples); the per-frame expected
+accuracy and effective sample size go to runs/sampler/own_acc_<data>_<split>.npz. It is
+the one expensive measurement of the sampler benchmark (an AIS run over a whole split),
+so it is computed once per model and read back after.
+
+    python scripts/own_acc.py --data jsb_chorales --runs 100 --temperatures 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rnnrbm_export.checkpoint import load_checkpoint  # noqa: E402
+from rnnrbm_export.evaluate import frame_biases, ais_measures  # noqa: E402
+from rnnrbm_live.midi.datasets import load_split  # noqa: E402
+
+CACHE = Path("runs/sampler")
+
+
+def cache_path(data: str, split: str) -> Path:
+    return CACHE / f"own_acc_{data}_{split}.npz"
+
+
+def own_accuracy(data: str, split: str, runs: int, temperatures: int, every: int = 1, seed: int = 0) -> Path:
+    """Every `every`-th frame of the split (all frames of every sequence, in order)."""
+    model, _ = load_checkpoint(f"checkpoints/{data}/best.safetensors")
+    v, bv, bh = frame_biases(model, load_split(data, split))
+    frames = np.arange(0, len(v), every)
+    v, bv, bh = v[frames], bv[frames], bh[frames]
+    start = time.perf_counter()
+    _, _, acc, ess = ais_measures(model.W.detach(), v, bv, bh, n_runs=runs, n_temps=temperatures,
+                                  generator=torch.Generator().manual_seed(seed), progress=True)
+    path = cache_path(data, split)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, frames=frames, acc=acc.numpy(), ess=ess.numpy(), runs=runs, temperatures=temperatures, seed=seed,
+             seconds=time.perf_counter() - start)
+    print(f"{data} {split}: {len(acc)} frames (every {every}), own ACC {100 * float(acc.mean()):.2f} "
+          f"(ESS median {float(ess.median()):.0f}), {time.perf_counter() - start:.0f} s -> {path}")
+    return path
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", default="valid")
+    p.add_argument("--runs", type=int, default=100)
+    p.add_argument("--temperatures", type=int, default=500)
+    p.add_argument("--every", type=int, default=1, help="measure every N-th frame (1: all)")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    own_accuracy(args.data, args.split, args.runs, args.temperatures, args.every)
+
+
+if __name__ == "__main__":
+    main()
