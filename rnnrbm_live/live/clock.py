@@ -14,6 +14,10 @@ import threading
 import time
 from typing import Protocol
 
+# A wake-up time that has already passed means "not yet" (a late clock tick): try again
+# this much later rather than spin.
+RETRY_S = 0.0005
+
 
 class Clock(Protocol):
     def now(self) -> float:

@@ -25,7 +25,7 @@ from typing import Callable, Iterable
 
 import mido
 
-from rnnrbm_live.live.clock import Clock, InternalGrid, RealClock
+from rnnrbm_live.live.clock import RETRY_S, Clock, InternalGrid, RealClock
 from rnnrbm_live.live.controls import CCMap, Controls
 from rnnrbm_live.live.midi_clock import TICKS_PER_BEAT, MidiClockFollower, MidiClockGrid
 from rnnrbm_live.live.modes import make_composer
@@ -224,7 +224,7 @@ class Engine:
                 nxt = self.composer.poll(clock.now())
                 # A wake time that has passed means "not yet": the position it waits for
                 # has not come (a late clock tick). Wait a little rather than spin.
-                timeout = 0.5 if nxt is None else min(0.5, max(0.0005, nxt - clock.now()))
+                timeout = 0.5 if nxt is None else min(0.5, max(RETRY_S, nxt - clock.now()))
                 wake.wait(timeout)
         except BaseException as e:  # noqa: BLE001 - reported by the main thread
             self._fail(e)
@@ -258,10 +258,10 @@ class Engine:
     # ================================================================== fake clock
 
     def run_fake(self, until: float, events: Iterable[tuple[float, mido.Message]] = (),
-                 fail_at: float | None = None) -> None:
+                 observe: Callable[[], None] | None = None) -> None:
         """Run single-threaded on a FakeClock until virtual time `until` (see fake_run.py)."""
         from rnnrbm_live.live.fake_run import run_fake
-        run_fake(self, until, events, PORT_CHECK_S)
+        run_fake(self, until, events, PORT_CHECK_S, observe)
 
     # ================================================================== reporting
 

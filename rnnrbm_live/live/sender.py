@@ -8,6 +8,10 @@ note), so every way out can turn off exactly the notes that sound.
 Two guards keep the output right even when the compute side's look-ahead is stale:
 a note-off is sent only for a note that sounds, and (accompany mode) a note-on is not
 sent for a note the player holds at that moment (`held`, written by the input thread).
+When the compute side takes a note back (`note_off_now(note, through_frame)`: the player
+pressed it), the note-ons of that note in slots it already published for frames up to
+`through_frame` are dropped too: the player may have released it again before those
+slots fall due, and the model side no longer believes the note sounds there.
 
 Slots carry an epoch. When the compute side throws its look-ahead away (the player
 interrupted an answer, a panic, the DAW stopped) it raises the epoch and sends
@@ -63,6 +67,7 @@ class Sender:
         self.wake = threading.Event()
         self.epoch = 0                      # the epoch whose slots are sent
         self.sounding = bytearray(128)
+        self.taken_back = array("q", [-1] * 128)  # note -> last frame its note-on is dropped
         self.log: list[tuple[float, mido.Message]] | None = [] if record else None
         self.sent_slots = 0
         self.late_slots = 0
@@ -82,8 +87,10 @@ class Sender:
         self.urgent.append(("silence", epoch))
         self.wake.set()
 
-    def note_off_now(self, note: int) -> None:
-        self.urgent.append(("off", note))
+    def note_off_now(self, note: int, through_frame: int | None = None) -> None:
+        """Turn `note` off now; with `through_frame`, also drop its note-ons from the slots
+        already published for frames up to that one."""
+        self.urgent.append(("off", (note, through_frame)))
         self.wake.set()
 
     def send_now(self, message: mido.Message) -> None:
@@ -135,13 +142,15 @@ class Sender:
         send = self._send
         sounding = self.sounding
         held = self.held
+        taken_back = self.taken_back
         for msg in slot.offs:
             if sounding[msg.note]:
                 send(msg)
                 sounding[msg.note] = 0
         for msg in slot.ons:
             note = msg.note
-            if sounding[note] or (held is not None and held[note]):
+            if sounding[note] or (held is not None and held[note]) \
+                    or taken_back[note] >= slot.frame:
                 continue
             send(msg)
             sounding[note] = 1
@@ -165,10 +174,15 @@ class Sender:
             if kind == "silence":
                 self._all_off()
                 self.epoch = max(self.epoch, value)
+                # A new epoch may count frames afresh (a DAW's Start): forget the old ones.
+                self.taken_back = array("q", [-1] * 128)
             elif kind == "off":
-                if self.sounding[value]:
-                    self._send(self.notes.off(value))
-                    self.sounding[value] = 0
+                note, through = value
+                if through is not None:
+                    self.taken_back[note] = max(self.taken_back[note], through)
+                if self.sounding[note]:
+                    self._send(self.notes.off(note))
+                    self.sounding[note] = 0
             else:
                 self._send(value)
 

@@ -29,10 +29,11 @@ class AccompanyMode(Composer):
     def _player_on(self, t: float, note: int, unit: int) -> None:
         self.held[unit] = True
         self.pressed[unit] = True
-        if self.out_prev[unit]:
-            # The model sounds the note the player just pressed: never double it.
-            self.out_prev[unit] = False
-            self.sender.note_off_now(note)
+        # Never double the player: the model's note goes off now, and from every frame
+        # already computed (they may fall due after the player has let the key go again:
+        # sounding then would leave a note the model believes is off).
+        self.out_prev[unit] = False
+        self.sender.note_off_now(note, self.next_frame - 1)
 
     def _player_off(self, t: float, note: int, unit: int) -> None:
         self.held[unit] = False
