@@ -132,3 +132,7 @@ class InternalGrid:
 
     def first_frame_after(self, t: float) -> int:
         return max(0, math.floor(self.position(t)) + 1)
+
+    def lost_at(self) -> float | None:
+        """Our own clock is never lost (see MidiClockGrid.lost_at)."""
+        return None

@@ -66,6 +66,7 @@ class Composer:
         self.next_frame = 0
         self.state = STATE_IDLE
         self.skipped_frames = 0
+        self.clock_lost = False               # a MIDI clock master vanished while rolling
         self.answers = 0
         self.interruptions = 0
         self.velocities: deque[int] = deque(maxlen=32)
@@ -83,7 +84,19 @@ class Composer:
         self._drain(now)
         if not self.grid.running:
             return None
-        return self._advance(now)
+        lost_at = self.grid.lost_at()
+        if lost_at is not None and now >= lost_at:
+            if not self.clock_lost:
+                self.clock_lost = True
+                self.log("the daw's midi clock stopped coming while rolling: notes "
+                         "silenced; waiting for it")
+                self._silence_all("the clock stopped")
+            return None  # the next tick wakes us
+        if self.clock_lost:
+            self.clock_lost = False
+            self.log("the midi clock is back: playing on")
+        wake = self._advance(now)
+        return lost_at if wake is None or (lost_at is not None and lost_at < wake) else wake
 
     def _advance(self, now: float) -> float | None:
         raise NotImplementedError
@@ -129,6 +142,7 @@ class Composer:
         """The player released `note` at `t`."""
 
     def _transport(self, event: str) -> None:
+        self.clock_lost = False
         self._silence_all(event)
         self._forget_player()
         if event != "stop":
