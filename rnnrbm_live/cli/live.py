@@ -48,6 +48,12 @@ def _warm_up(session, n: int = 4) -> float:
 
 def run_live(args) -> int:
     check(args)
+    from rnnrbm_live.live.ports import library_lines_hidden
+    with library_lines_hidden(not args.verbose):  # -v shows libjack's own lines
+        return _play(args)
+
+
+def _play(args) -> int:
     say = (lambda line: None) if args.quiet else \
         (lambda line: print(f"{PROG}: {line}", file=sys.stderr, flush=True))
     stopper = _Stopper()
@@ -97,7 +103,7 @@ def run_live(args) -> int:
         watch = portmod.PortWatch(backend, opened)
         engine = Engine(session, opened.output, config, log=say, port_check=watch.check,
                         out_name=opened.out_name)
-        holder["engine"] = engine
+        holder["engine"] = holder["ran"] = engine
         _banner(say, args, backend, opened, session, config, per_step)
         stopper.engine = engine
         if stopper.reason is not None:
@@ -107,10 +113,12 @@ def run_live(args) -> int:
         engine.run(on_started=lambda: say(ready))
     finally:
         holder.pop("engine", None)
-        with portmod.quiet_stderr():  # libjack complains at length if its server died
-            if watch is not None:
-                watch.close()
-            opened.close()
+        ran = holder.pop("ran", None)
+        if not (ran is not None and isinstance(ran.failure, portmod.ServerGone)):
+            with portmod.quiet_stderr():  # libjack complains at length if its server died
+                if watch is not None:
+                    watch.close()
+                opened.close()
 
     status = 0
     failure = engine.failure
@@ -162,6 +170,12 @@ def run_live(args) -> int:
                   f"({(e.strerror or str(e)).lower()})", file=sys.stderr, flush=True)
     say(f"stopped ({engine.stop_reason}): {stats['frames_sent']} frames sent, "
         f"{stats['late_frames']} late, {stats['skipped_frames']} skipped")
+    if isinstance(failure, portmod.ServerGone):
+        # A dead server's clients are left as they are: closing them, here or as the
+        # interpreter exits, waits on libjack's timeouts (about a second each).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
     return status
 
 

@@ -47,6 +47,10 @@ BACKEND_CHOICES = ("auto",) + tuple(API_NAMES)
 LOOPMIDI = "https://www.tobias-erichsen.de/software/loopmidi.html"
 
 
+class ServerGone(UserError):
+    """The MIDI server (jackd) died under us: nothing of ours is there to close."""
+
+
 @dataclass
 class Backend:
     key: str                     # 'jack', 'alsa', ...
@@ -77,6 +81,34 @@ def quiet_stderr():
         yield
     finally:
         os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def library_lines_hidden(hide: bool = True):
+    """Keep what C libraries print on fd 2 (libjack: a dozen lines when its server goes)
+    out of the terminal for the whole run, while Python's own sys.stderr (our one-line
+    messages) still reaches it: sys.stderr moves to a copy of fd 2, fd 2 to /dev/null."""
+    if not hide:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    old_stderr = sys.stderr
+    sys.stderr = open(saved, "w", buffering=1, encoding=old_stderr.encoding or "utf-8",
+                      errors="backslashreplace", closefd=False)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        sys.stderr = old_stderr
         os.close(saved)
 
 
@@ -111,6 +143,21 @@ def jack_socket_path() -> str | None:
         return None
     server = os.environ.get("JACK_DEFAULT_SERVER", "default")
     return f"/dev/shm/jack_{server}_{os.getuid()}_0"
+
+
+def jack_server_listening(socket_path: str) -> bool | None:
+    """Whether jackd still listens on its socket. The socket file outlives a server killed
+    with SIGKILL; its listening entry in /proc/net/unix does not. None: cannot tell."""
+    try:
+        with open("/proc/net/unix") as table:
+            for line in table:
+                fields = line.split(None, 7)
+                if len(fields) == 8 and fields[7].rstrip("\n") == socket_path \
+                        and int(fields[3], 16) & 0x10000:  # __SO_ACCEPTCON: listening
+                    return True
+    except (OSError, ValueError):
+        return None
+    return False
 
 
 def choose_backend(requested: str = "auto") -> Backend:
@@ -312,6 +359,9 @@ class PortWatch:
         self._socket = jack_socket_path() if backend.key == "jack" else None
         if self._socket and not os.path.exists(self._socket):
             self._socket = None  # not jackd2's layout: do not guess
+        # The server seen listening now (not, e.g., in another network namespace): then
+        # its listening socket going away means it died, even by SIGKILL.
+        self._listening = bool(self._socket) and jack_server_listening(self._socket) is True
         # (name, listing side, what to say) for every port that must stay there
         self._watch: list[tuple[str, str, str]] = []
         if ports.out_name:
@@ -322,9 +372,10 @@ class PortWatch:
                                 else "sources", "input"))
 
     def check(self) -> None:
-        if self._socket and not os.path.exists(self._socket):
-            raise UserError("the jack server is gone (note-offs were attempted); start "
-                            "jack again, then restart rnnrbm-live")
+        if self._socket and (not os.path.exists(self._socket) or (
+                self._listening and jack_server_listening(self._socket) is False)):
+            raise ServerGone("the jack server is gone (note-offs were attempted); start "
+                             "jack again, then restart rnnrbm-live")
         try:
             listing = {"destinations": self._dest_probe.get_ports(),
                        "sources": self._src_probe.get_ports()}

@@ -1,0 +1,91 @@
+"""rnnrbm-live under faults on real JACK servers: a server killed with SIGKILL, the output's
+connections removed and made again from outside, a signal while the ports are created,
+and two instances with one client name.
+
+Tests that kill a server start their own (`own_server`: `jackd -n <session name>-kill`),
+never the session's shared one. A server killed with SIGKILL leaves its entry in JACK's
+shared registry, which holds 8 servers for the whole machine; only a server of the same
+name reclaims it. So the name is fixed, and the fixture ends by starting that server
+again and stopping it cleanly, which frees the entry.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import JACK_ENV, jack_answers
+
+pytestmark = [pytest.mark.jack, pytest.mark.slow]
+
+
+def _start_jackd(name: str) -> subprocess.Popen:
+    env = {**os.environ, **JACK_ENV, "JACK_DEFAULT_SERVER": name}
+    proc = subprocess.Popen(["jackd", "-S", "-n", name, "-d", "dummy", "-r", "48000",
+                             "-p", "64"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        if jack_answers(env):
+            return proc
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    pytest.fail(f"jackd -n {name} did not start (exit status {proc.returncode})")
+
+
+def _stop_jackd(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def own_server(jack_server, monkeypatch):
+    """A JACK server of this test's own, the default for clients started from now on."""
+    name = f"{os.environ.get('JACK_DEFAULT_SERVER', 'default')}-kill"
+    proc = _start_jackd(name)
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", name)
+    yield proc
+    if proc.poll() is not None and proc.returncode == -signal.SIGKILL:
+        proc = _start_jackd(name)  # reclaims the dead server's registry entry ...
+    _stop_jackd(proc)              # ... and a clean stop frees it
+
+
+def _engine(engine_process, model, *args):
+    return engine_process("--model", str(model), "--backend", "jack", "--client-name",
+                          f"rnnrbm-f{os.getpid() % 100000}", *args)
+
+
+def test_a_server_killed_with_sigkill_ends_the_engine_within_a_second_with_one_line(
+        own_server, engine_process, live_model):
+    p = _engine(engine_process, live_model, "--mode", "generate", "--bpm", "200")
+    p.wait_for("playing")
+    time.sleep(0.5)
+    before = len(p.lines)
+    killed = time.monotonic()
+    own_server.send_signal(signal.SIGKILL)
+    own_server.wait()
+    try:
+        code = p.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the engine runs on after its jack server was killed")
+    took = time.monotonic() - killed
+    p._reader.join(2)
+    after = p.lines[before:]
+    assert code == 2
+    errors = [line for line in after if "error" in line.lower()]
+    assert len(errors) == 1 and "the jack server is gone" in errors[0], after
+    # libjack's own lines ("Cannot read socket", "CheckRes error") stay out of the terminal
+    assert all(line.startswith("rnnrbm-live:") for line in after), after
+    # half a second to notice, the exit at once (libjack is not waited for)
+    print(f"sigkill to exit: {took:.2f} s")
+    assert took < 1.5, f"{took:.2f} s from SIGKILL to exit"
