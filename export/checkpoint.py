@@ -1,11 +1,20 @@
 """Self-describing checkpoints: `<name>.safetensors` holds exactly the contract's tensors,
 `<name>.json` beside it holds the config, the training settings and history. Optimizer
-and RNG state for --resume go to `<name>.state.safetensors`. Nothing here unpickles."""
+and RNG state for --resume go to `<name>.state.safetensors`. Nothing here unpickles.
+
+A save never damages the last good checkpoint: every file is written in full beside its
+target (`.tmp`, flushed to disk) before any target is replaced, so a full disk or a
+write error leaves the old set as it was (and a one-line error); Ctrl+C and SIGTERM
+arriving during a save take effect once it is done, so the set is never half replaced.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import threading
 from pathlib import Path
 
 import torch
@@ -17,11 +26,47 @@ from rnnrbm_live.errors import UserError
 from .model import CONTRACT_PARAMETERS, RNNRBM, RNNRBMConfig
 
 
-def _atomic(path: Path, write) -> None:
-    # A checkpoint interrupted half-written (Ctrl+C, a full disk) must not replace a good one.
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold SIGINT and SIGTERM until the block is done, then act on the first one as its
+    handler would have. (Handlers can only be swapped on the main thread.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, object]] = []
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in old:
+        signal.signal(sig, lambda signum, frame: caught.append((signum, frame)))
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if caught:
+            signum, frame = caught[0]
+            handler = old[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
+
+
+def _write_all(writes: list[tuple[Path, object]]) -> None:
+    """Write each (target, writer) to target.tmp, then replace the targets."""
+    tmps = []
+    try:
+        for target, write in writes:
+            tmp = target.with_name(target.name + ".tmp")
+            tmps.append(tmp)
+            write(tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        for tmp, (target, _) in zip(tmps, writes):
+            os.replace(tmp, target)
+    finally:
+        for tmp in tmps:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 def weights(model: RNNRBM) -> dict[str, torch.Tensor]:
@@ -33,10 +78,18 @@ def save_checkpoint(path: Path, model: RNNRBM, meta: dict, state: dict[str, torc
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     card = {"config": model.config.to_dict(), **meta}
+    writes = [(path, lambda p: save_file(weights(model), str(p),
+                                         metadata={"format": "rnnrbm-checkpoint/1"})),
+              (json_path(path), lambda p: p.write_text(json.dumps(card, indent=1) + "\n"))]
     if state is not None:
-        _atomic(state_path(path), lambda p: save_file(state, str(p)))
-    _atomic(path, lambda p: save_file(weights(model), str(p), metadata={"format": "rnnrbm-checkpoint/1"}))
-    _atomic(json_path(path), lambda p: p.write_text(json.dumps(card, indent=1) + "\n"))
+        writes.insert(0, (state_path(path), lambda p: save_file(state, str(p))))
+    try:
+        with _signals_deferred():
+            _write_all(writes)
+    except (OSError, SafetensorError) as e:
+        reason = (getattr(e, "strerror", None) or str(e)).strip().lower()
+        raise UserError(f"{path}: cannot write the checkpoint ({reason}); the last one "
+                        "was kept; free some space and go on with --resume") from None
 
 
 def json_path(path: Path) -> Path:
