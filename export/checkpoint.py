@@ -116,26 +116,45 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[RNNRBM, dict
     """The model and its card (config, training meta) from a checkpoint or folder."""
     path = resolve(path)
     try:
-        card = json.loads(json_path(path).read_text())
+        card = json.loads(json_path(path).read_text(encoding="utf-8"))
         config = RNNRBMConfig.from_dict(card["config"])
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise UserError(f"{json_path(path)}: not a checkpoint config ({e}); re-save it with rnnrbm-train") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise UserError(f"{json_path(path)}: not a checkpoint config ({_first_line(e)}); "
+                        "re-save it with rnnrbm-train") from None
     try:
         tensors = load_file(str(path), device=device)
     except (SafetensorError, OSError) as e:
-        raise UserError(f"{path}: not a safetensors file ({e})") from None
+        raise UserError(f"{path}: not a safetensors file ({_first_line(e)})") from None
     missing = [n for n in CONTRACT_PARAMETERS if n not in tensors]
     if missing:
         raise UserError(f"{path}: missing tensors {', '.join(missing)}; is it an rnnrbm checkpoint?")
+    shapes = _shapes(config, json_path(path))
+    for name in CONTRACT_PARAMETERS:
+        if tuple(tensors[name].shape) != shapes[name]:
+            raise UserError(f"{path}: tensor {name} has shape {tuple(tensors[name].shape)}, "
+                            f"config says {shapes[name]}")
     model = RNNRBM(config).to(device)
     with torch.no_grad():
         for name in CONTRACT_PARAMETERS:
-            p = getattr(model, name)
-            if tuple(tensors[name].shape) != tuple(p.shape):
-                raise UserError(f"{path}: tensor {name} has shape {tuple(tensors[name].shape)}, "
-                                f"config says {tuple(p.shape)}")
-            p.copy_(tensors[name])
+            getattr(model, name).copy_(tensors[name])
     return model, card
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+def _shapes(config: RNNRBMConfig, card_path: Path) -> dict[str, tuple]:
+    """The contract tensors' shapes the config implies, found on torch's meta device (no
+    memory): a config edited by hand must not allocate, or crash, before it is checked."""
+    try:
+        with torch.device("meta"):
+            model = RNNRBM(config)
+        return {name: tuple(getattr(model, name).shape) for name in CONTRACT_PARAMETERS}
+    except (TypeError, ValueError, RuntimeError, OverflowError) as e:
+        raise UserError(f"{card_path}: its config does not describe a model "
+                        f"({_first_line(e)}); re-save it with rnnrbm-train") from None
 
 
 def pick_device(name: str) -> torch.device:
@@ -153,4 +172,8 @@ def load_state(path: Path, device: str = "cpu") -> dict[str, torch.Tensor]:
     sp = state_path(path)
     if not sp.is_file():
         raise UserError(f"{sp}: no training state to resume from; start without --resume")
-    return load_file(str(sp), device=device)
+    try:
+        return load_file(str(sp), device=device)
+    except (SafetensorError, OSError) as e:
+        raise UserError(f"{sp}: not a training state ({_first_line(e)}); start without --resume "
+                        "or from an older checkpoint") from None
