@@ -89,3 +89,31 @@ def test_a_server_killed_with_sigkill_ends_the_engine_within_a_second_with_one_l
     # half a second to notice, the exit at once (libjack is not waited for)
     print(f"sigkill to exit: {took:.2f} s")
     assert took < 1.5, f"{took:.2f} s from SIGKILL to exit"
+
+
+SIGNAL_STORM = """
+# SIGTERMs from another process, as fast as bash sends them, while the ports are created.
+import os, subprocess
+from rnnrbm_live.live import ports
+_open = ports.open_ports
+def _stormy(*args, **kwargs):
+    storm = subprocess.Popen(["bash", "-c", f"while kill -TERM {os.getpid()}; do :; done"])
+    try:
+        return _open(*args, **kwargs)
+    finally:
+        storm.kill()
+        storm.wait()
+ports.open_ports = _stormy
+"""
+
+
+def test_a_signal_while_the_ports_are_created_is_a_stop_not_a_missing_server(
+        jack_server, engine_process, live_model, tmp_path, monkeypatch):
+    (tmp_path / "sitecustomize.py").write_text(SIGNAL_STORM)
+    monkeypatch.setenv("RNNRBM_TEST_PYTHONPATH", str(tmp_path))
+    for _ in range(2):
+        p = _engine(engine_process, live_model, "--mode", "generate", "--stop-after", "5")
+        code = p.proc.wait(60)
+        p._reader.join(2)
+        assert not [line for line in p.lines if "error" in line], p.lines
+        assert code == 0 and any("stopped (sigterm)" in line for line in p.lines), p.lines

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import sys
 from dataclasses import dataclass, field
 from typing import Callable
@@ -112,6 +113,21 @@ def library_lines_hidden(hide: bool = True):
         os.close(saved)
 
 
+@contextlib.contextmanager
+def signals_held():
+    """Hold SIGINT and SIGTERM off this thread while libjack talks to its server: a signal
+    that lands in one of its socket calls makes it fail as if no server ran ("jack server
+    not running?"). A signal that came meanwhile is handled once the block is done."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _rtmidi():
     import rtmidi  # python-rtmidi; imported here so `import rnnrbm_live.live.ports` stays cheap
     return rtmidi
@@ -129,11 +145,12 @@ def jack_running() -> bool:
     rtmidi = _rtmidi()
     os.environ.setdefault("JACK_NO_START_SERVER", "1")  # probing must not start one
     try:
-        with quiet_stderr():
+        with quiet_stderr(), signals_held():
             probe = rtmidi.MidiOut(rtapi=rtmidi.API_UNIX_JACK, name=f"{CLIENT_NAME}-probe")
     except Exception:  # rtmidi.SystemError: no server
         return False
-    probe.delete()
+    with signals_held():
+        probe.delete()
     return True
 
 
@@ -198,7 +215,7 @@ def choose_backend(requested: str = "auto") -> Backend:
 
 def _call(backend: Backend, what: str, fn: Callable):
     try:
-        with quiet_stderr():
+        with quiet_stderr(), signals_held():
             return fn()
     except UserError:
         raise
@@ -353,7 +370,7 @@ class PortWatch:
         self.ports = ports
         rtmidi = _rtmidi()
         api = getattr(rtmidi, f"API_{backend.api}")
-        with quiet_stderr():
+        with quiet_stderr(), signals_held():
             self._dest_probe = rtmidi.MidiOut(rtapi=api, name=f"{CLIENT_NAME}-watch")
             self._src_probe = rtmidi.MidiIn(rtapi=api, name=f"{CLIENT_NAME}-watch")
         self._socket = jack_socket_path() if backend.key == "jack" else None
