@@ -35,3 +35,39 @@ def test_a_vanished_clock_master_is_silenced_once_and_followed_again():
     assert after and all(any(abs(tt - s) < 1e-9 for s, _ in second) for tt in after)
     assert any("clock is back" in line for line in lines)
     assert_no_hanging(sink)
+
+
+def test_record_holds_a_flood_compactly_and_writes_all_of_it(tmp_path):
+    import tracemalloc
+    from test_engine import DT, T0, note, off
+    from rnnrbm_live.live.recording import write_recording
+    engine, sink, _ = make("generate", record=True)
+    # 10,000 notes a second for 3 s: 60,000 messages from the player
+    flood = []
+    for i in range(30000):
+        t = T0 + i * 1e-4
+        flood += [note(t, 21 + i % 88), off(t + 5e-5, 21 + i % 88)]
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    engine.run_fake(until=T0 + 3.2, events=flood)
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert len(engine.player_log) == 60000
+    # mido message objects took over 170 bytes each (100 MiB in 30 s of such a flood)
+    assert grown / 60000 < 40, f"{grown / 60000:.0f} bytes a recorded message"
+    path = tmp_path / "take.mid"
+    write_recording(path, engine, bpm=100)
+    player = mido.MidiFile(path).tracks[1]
+    assert sum(m.type in ("note_on", "note_off") for m in player) == 60000
+    ours = [m for m in mido.MidiFile(path).tracks[2] if m.type == "note_on"]
+    assert len(ours) == len(sink.notes("note_on")) and DT
+
+
+def test_record_stops_at_its_bound_and_counts_what_it_left_out():
+    from rnnrbm_live.live.recording import MessageLog
+    log = MessageLog(limit=10)
+    for i in range(25):
+        log.append(float(i), mido.Message("note_on", note=60))
+    log.append(30.0, mido.Message("clock"))       # not recorded, not counted
+    assert len(log) == 10 and log.dropped == 15
+    assert [m.note for _, m in log.messages()] == [60] * 10

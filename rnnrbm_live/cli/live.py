@@ -61,7 +61,7 @@ def _play(args) -> int:
 
     from rnnrbm_live.live import ports as portmod
     from rnnrbm_live.live.engine import Engine, LiveConfig
-    from rnnrbm_live.live.recording import write_recording
+    from rnnrbm_live.live.recording import MAX_MESSAGES, dropped_messages, write_recording
     from rnnrbm_live.midi.roll import N_KEYS
     from rnnrbm_live.model.session import StepSession
 
@@ -146,6 +146,9 @@ def _play(args) -> int:
         try:
             write_recording(args.record, engine, bpm=bpm)
             say(f"recorded both sides to {args.record}")
+            if dropped_messages(engine):
+                say(f"--record: a long take; the last {dropped_messages(engine)} messages "
+                    f"past {MAX_MESSAGES} a side were not recorded")
         except OSError as e:
             print(f"{PROG}: error: --record {args.record}: cannot write it "
                   f"({(e.strerror or str(e)).lower()}); nothing was recorded",

@@ -30,6 +30,7 @@ from rnnrbm_live.live.controls import CCMap, Controls
 from rnnrbm_live.live.midi_clock import TICKS_PER_BEAT, MidiClockFollower, MidiClockGrid
 from rnnrbm_live.live.modes import make_composer
 from rnnrbm_live.live.notes import NoteMessages
+from rnnrbm_live.live.recording import MessageLog
 from rnnrbm_live.live.sender import PortFailed, Sender, run_sender_thread
 
 SWITCH_INTERVAL_S = 0.0005  # the GIL hand-over: 5 ms by default would delay the sender
@@ -109,8 +110,7 @@ class Engine:
             lookahead_frames=config.lookahead_frames, compute_s=config.compute_s,
             learned_in_c=config.learned_in_c, velocity=config.velocity,
             state_cc=config.state_cc, log=self.log)
-        self.player_log: list[tuple[float, mido.Message]] | None = \
-            [] if config.record else None
+        self.player_log = MessageLog() if config.record else None
         self.stop_event = threading.Event()
         self.compute_wake = threading.Event()
         self.stop_reason: str | None = None
@@ -154,7 +154,7 @@ class Engine:
         else:
             return
         if self.player_log is not None:
-            self.player_log.append((t, msg))
+            self.player_log.append(t, msg)
         self.compute_wake.set()
 
     # ================================================================== real time

@@ -34,6 +34,7 @@ from typing import Callable
 import mido
 
 from rnnrbm_live.live.notes import NoteMessages
+from rnnrbm_live.live.recording import MessageLog
 
 LATE_S = 0.002  # a slot sent more than this after its due time counts as late
 
@@ -68,7 +69,7 @@ class Sender:
         self.epoch = 0                      # the epoch whose slots are sent
         self.sounding = bytearray(128)
         self.taken_back = array("q", [-1] * 128)  # note -> last frame its note-on is dropped
-        self.log: list[tuple[float, mido.Message]] | None = [] if record else None
+        self.log = MessageLog() if record else None
         self.sent_slots = 0
         self.late_slots = 0
         self.max_late_s = 0.0
@@ -201,7 +202,7 @@ class Sender:
                              f"{str(e).strip().lower() or 'no detail'})") from e
         self.messages_sent += 1
         if self.log is not None:
-            self.log.append((self.clock.now(), msg))
+            self.log.append(self.clock.now(), msg)
 
     # ------------------------------------------------------------- every way out
 
