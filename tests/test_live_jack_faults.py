@@ -117,3 +117,25 @@ def test_a_signal_while_the_ports_are_created_is_a_stop_not_a_missing_server(
         p._reader.join(2)
         assert not [line for line in p.lines if "error" in line], p.lines
         assert code == 0 and any("stopped (sigterm)" in line for line in p.lines), p.lines
+
+
+def test_out_port_plays_from_a_client_named_after_client_name_and_a_second_is_refused(
+        jack_server, receiver, engine_process, live_model):
+    from conftest import jack_ports
+    name = f"rnnrbm-f{os.getpid() % 100000}"
+    first = _engine(engine_process, live_model, "--mode", "generate", "--bpm", "240",
+                    "--out-port", receiver.name)
+    first.wait_for("playing")
+    assert f"{name}:out" in jack_ports()
+    deadline = time.monotonic() + 10
+    while not receiver.note_events() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert receiver.note_events(), "nothing reached the port played into"
+    second = _engine(engine_process, live_model, "--mode", "generate",
+                     "--out-port", receiver.name)
+    code = second.proc.wait(60)
+    second._reader.join(2)
+    assert code == 2
+    assert len(second.lines) == 1 and f"a jack client named {name} already exists" \
+        in second.lines[0], second.lines
+    assert first.stop() == 0

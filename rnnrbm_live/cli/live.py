@@ -60,6 +60,7 @@ def _play(args) -> int:
     stopper.install()
 
     from rnnrbm_live.live import ports as portmod
+    from rnnrbm_live.live.port_watch import PortWatch, ServerGone
     from rnnrbm_live.live.engine import Engine, LiveConfig
     from rnnrbm_live.live.recording import MAX_MESSAGES, dropped_messages, write_recording
     from rnnrbm_live.midi.roll import N_KEYS
@@ -100,7 +101,7 @@ def _play(args) -> int:
                                 client_name=args.client_name)
     watch = None
     try:
-        watch = portmod.PortWatch(backend, opened)
+        watch = PortWatch(backend, opened)
         engine = Engine(session, opened.output, config, log=say, port_check=watch.check,
                         out_name=opened.out_name)
         holder["engine"] = holder["ran"] = engine
@@ -114,7 +115,7 @@ def _play(args) -> int:
     finally:
         holder.pop("engine", None)
         ran = holder.pop("ran", None)
-        if not (ran is not None and isinstance(ran.failure, portmod.ServerGone)):
+        if not (ran is not None and isinstance(ran.failure, ServerGone)):
             with portmod.quiet_stderr():  # libjack complains at length if its server died
                 if watch is not None:
                     watch.close()
@@ -173,7 +174,7 @@ def _play(args) -> int:
                   f"({(e.strerror or str(e)).lower()})", file=sys.stderr, flush=True)
     say(f"stopped ({engine.stop_reason}): {stats['frames_sent']} frames sent, "
         f"{stats['late_frames']} late, {stats['skipped_frames']} skipped")
-    if isinstance(failure, portmod.ServerGone):
+    if isinstance(failure, ServerGone):
         # A dead server's clients are left as they are: closing them, here or as the
         # interpreter exits, waits on libjack's timeouts (about a second each).
         sys.stdout.flush()

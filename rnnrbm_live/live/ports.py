@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -46,10 +45,6 @@ API_NAMES = {
 }
 BACKEND_CHOICES = ("auto",) + tuple(API_NAMES)
 LOOPMIDI = "https://www.tobias-erichsen.de/software/loopmidi.html"
-
-
-class ServerGone(UserError):
-    """The MIDI server (jackd) died under us: nothing of ours is there to close."""
 
 
 @dataclass
@@ -154,29 +149,6 @@ def jack_running() -> bool:
     return True
 
 
-def jack_socket_path() -> str | None:
-    """jackd2's server socket on Linux; it disappears when the server dies."""
-    if not sys.platform.startswith("linux"):
-        return None
-    server = os.environ.get("JACK_DEFAULT_SERVER", "default")
-    return f"/dev/shm/jack_{server}_{os.getuid()}_0"
-
-
-def jack_server_listening(socket_path: str) -> bool | None:
-    """Whether jackd still listens on its socket. The socket file outlives a server killed
-    with SIGKILL; its listening entry in /proc/net/unix does not. None: cannot tell."""
-    try:
-        with open("/proc/net/unix") as table:
-            for line in table:
-                fields = line.split(None, 7)
-                if len(fields) == 8 and fields[7].rstrip("\n") == socket_path \
-                        and int(fields[3], 16) & 0x10000:  # __SO_ACCEPTCON: listening
-                    return True
-    except (OSError, ValueError):
-        return None
-    return False
-
-
 def choose_backend(requested: str = "auto") -> Backend:
     """The backend for --backend `requested`, checked to work here."""
     if requested not in BACKEND_CHOICES:
@@ -267,6 +239,29 @@ def _no_virtual(option: str) -> UserError:
                      "name")
 
 
+class NamedOutput:
+    """Plays into an existing port from a client named after --client-name, with a port
+    of its own (CLIENT:out) connected to it; mido would name the client "RtMidiOut
+    Client", the same for every program, so two rnnrbm-lives could not be told apart."""
+
+    def __init__(self, backend: Backend, client_name: str, target: str):
+        rtmidi = _rtmidi()
+        self._rt = rtmidi.MidiOut(rtapi=getattr(rtmidi, f"API_{backend.api}"),
+                                  name=client_name)
+        names = self._rt.get_ports()
+        if target not in names:
+            self._rt.delete()
+            raise OSError(f"unknown port {target!r}")
+        self._rt.open_port(names.index(target), name=OUT_NAME)
+
+    def send(self, msg: mido.Message) -> None:
+        self._rt.send_message(msg.bytes())
+
+    def close(self) -> None:
+        self._rt.close_port()
+        self._rt.delete()
+
+
 @dataclass
 class OpenPorts:
     """Every port the engine uses, referenced for the engine's whole life."""
@@ -306,16 +301,17 @@ def open_ports(backend: Backend, out_port: str | None, in_port: str | None,
         raise _no_virtual("--out-port" if out_port is None else "--in-port")
     destinations, sources = list_ports(backend)
     ports = OpenPorts(backend=backend)
+    if backend.key == "jack" and any(p.split(":")[0] == client_name
+                                     for p in sources + destinations):
+        raise UserError(f"a jack client named {client_name} already exists (another "
+                        "rnnrbm-live?); stop it or pass --client-name NAME")
     if out_port is not None:
         name = match_port("--out-port", out_port, destinations, "you can play into")
-        ports.output = _call(backend, f"open the output port {name}",
-                             lambda: backend.mido.open_output(name))
+        opener = ((lambda: NamedOutput(backend, client_name, name)) if backend.key == "jack"
+                  else (lambda: backend.mido.open_output(name)))
+        ports.output = _call(backend, f"open the output port {name}", opener)
         ports.out_name = name
     else:
-        if any(s.split(":")[0] == client_name for s in sources) \
-                and backend.key == "jack":
-            raise UserError(f"a jack client named {client_name} already exists (another "
-                            "rnnrbm-live?); stop it or pass --client-name NAME")
         ports.output = _call(backend, "create the virtual output port",
                              lambda: backend.mido.open_output(OUT_NAME,
                                                               client_name=client_name))
@@ -359,64 +355,6 @@ def _new_name(backend: Backend, before: list[str], side: str, short: str,
     if exact:
         return exact[0]
     return new[0] if new else f"{client_name}:{short}"
-
-
-class PortWatch:
-    """Notices a port that vanished: the JACK server died, or the program that owned a
-    port we connected to quit. `check()` raises UserError; call it every second or so."""
-
-    def __init__(self, backend: Backend, ports: OpenPorts):
-        self.backend = backend
-        self.ports = ports
-        rtmidi = _rtmidi()
-        api = getattr(rtmidi, f"API_{backend.api}")
-        with quiet_stderr(), signals_held():
-            self._dest_probe = rtmidi.MidiOut(rtapi=api, name=f"{CLIENT_NAME}-watch")
-            self._src_probe = rtmidi.MidiIn(rtapi=api, name=f"{CLIENT_NAME}-watch")
-        self._socket = jack_socket_path() if backend.key == "jack" else None
-        if self._socket and not os.path.exists(self._socket):
-            self._socket = None  # not jackd2's layout: do not guess
-        # The server seen listening now (not, e.g., in another network namespace): then
-        # its listening socket going away means it died, even by SIGKILL.
-        self._listening = bool(self._socket) and jack_server_listening(self._socket) is True
-        # (name, listing side, what to say) for every port that must stay there
-        self._watch: list[tuple[str, str, str]] = []
-        if ports.out_name:
-            self._watch.append((ports.out_name, "sources" if ports.out_virtual
-                                else "destinations", "output"))
-        if ports.in_name:
-            self._watch.append((ports.in_name, "destinations" if ports.in_virtual
-                                else "sources", "input"))
-
-    def check(self) -> None:
-        if self._socket and (not os.path.exists(self._socket) or (
-                self._listening and jack_server_listening(self._socket) is False)):
-            raise ServerGone("the jack server is gone (note-offs were attempted); start "
-                             "jack again, then restart rnnrbm-live")
-        try:
-            listing = {"destinations": self._dest_probe.get_ports(),
-                       "sources": self._src_probe.get_ports()}
-        except Exception as e:
-            raise UserError(f"{self.backend.key} midi: cannot list the ports any more "
-                            f"({str(e).strip().lower()}); restart the midi system and "
-                            "rnnrbm-live") from None
-        for name, side, role in self._watch:
-            if not _still_there(name, listing[side]):
-                raise UserError(f"{name}: the {role} port is gone (note-offs were "
-                                "attempted); start the program that owns it again, then "
-                                "restart rnnrbm-live")
-
-    def close(self) -> None:
-        for probe in (self._dest_probe, self._src_probe):
-            with contextlib.suppress(Exception):
-                probe.delete()
-
-
-def _still_there(name: str, listing: list[str]) -> bool:
-    if name in listing:
-        return True
-    base = re.sub(r"\s+\d+(:\d+)?$", "", name)  # Windows and ALSA number their ports
-    return bool(base) and any(base in p for p in listing)
 
 
 def describe_ports(backend: Backend, client_name: str = CLIENT_NAME) -> str:

@@ -11,13 +11,9 @@ from __future__ import annotations
 
 import struct
 from array import array
-from typing import TYPE_CHECKING
 
 import mido
 import numpy as np
-
-if TYPE_CHECKING:
-    from rnnrbm_live.live.engine import Engine
 
 MAX_MESSAGES = 4_000_000   # a side: about 44 MB, over six minutes of a 10k notes/s flood
 _RECORDED = ("note_on", "note_off", "control_change")
@@ -88,7 +84,7 @@ def _event_track(name: str, log: MessageLog, t0: float, spt: float) -> bytes:
     return _chunk(b"MTrk", bytes(body))
 
 
-def write_recording(path, engine: Engine, bpm: float, ticks_per_beat: int = 480) -> None:
+def write_recording(path, engine, bpm: float, ticks_per_beat: int = 480) -> None:
     """Write what was played, both sides, to a format 1 MIDI file: track 1 the player's
     input, track 2 what rnnrbm-live sent, times from the engine's frame 0."""
     t0 = engine.t0 if engine.t0 is not None else 0.0
@@ -105,7 +101,7 @@ def write_recording(path, engine: Engine, bpm: float, ticks_per_beat: int = 480)
             f.write(_event_track(name, log, t0, spt))
 
 
-def dropped_messages(engine: Engine) -> int:
+def dropped_messages(engine) -> int:
     """Messages not recorded because a side's log was full."""
     return sum(log.dropped for log in (engine.player_log, engine.sender.log)
                if log is not None)

@@ -30,6 +30,21 @@ from rnnrbm_live.midi.roll import LOWEST_PITCH, N_KEYS
 DEFAULT_VELOCITY = 80
 
 
+def _clock_lost(composer: "Composer", now: float) -> bool:
+    """Whether a rolling MIDI clock stopped coming (MidiClockGrid.lost_at): the first time,
+    silence everything and say so; when ticks return, say that once too."""
+    lost_at = composer.grid.lost_at()
+    lost = lost_at is not None and now >= lost_at
+    if lost and not composer.clock_lost:
+        composer.log("the daw's midi clock stopped coming while rolling: notes silenced; "
+                     "waiting for it")
+        composer._silence_all("the clock stopped")
+    elif composer.clock_lost and not lost:
+        composer.log("the midi clock is back: playing on")
+    composer.clock_lost = lost
+    return lost
+
+
 class Composer:
     """The shared part of a live mode; subclasses say what a frame is (`_advance`) and
     what the player's notes do (`_player_on`, `_player_off`)."""
@@ -84,18 +99,10 @@ class Composer:
         self._drain(now)
         if not self.grid.running:
             return None
-        lost_at = self.grid.lost_at()
-        if lost_at is not None and now >= lost_at:
-            if not self.clock_lost:
-                self.clock_lost = True
-                self.log("the daw's midi clock stopped coming while rolling: notes "
-                         "silenced; waiting for it")
-                self._silence_all("the clock stopped")
-            return None  # the next tick wakes us
-        if self.clock_lost:
-            self.clock_lost = False
-            self.log("the midi clock is back: playing on")
+        if _clock_lost(self, now):
+            return None  # silenced; the next tick wakes us
         wake = self._advance(now)
+        lost_at = self.grid.lost_at()
         return lost_at if wake is None or (lost_at is not None and lost_at < wake) else wake
 
     def _advance(self, now: float) -> float | None:
