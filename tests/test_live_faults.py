@@ -71,3 +71,22 @@ def test_record_stops_at_its_bound_and_counts_what_it_left_out():
     log.append(30.0, mido.Message("clock"))       # not recorded, not counted
     assert len(log) == 10 and log.dropped == 15
     assert [m.note for _, m in log.messages()] == [60] * 10
+
+
+def test_a_resync_turns_off_every_silent_note_a_few_at_a_time():
+    from test_engine import DT, T0
+    from rnnrbm_live.live.sender import RESYNC_BATCH, RESYNC_GAP_S
+    engine, sink, _ = make("generate", model=ScriptedModel(lambda i, rng: [60, 64]))
+    asked: list[float] = []
+
+    def observe():
+        if not asked and engine.clock.now() > T0 + 2.1 * DT:
+            asked.append(engine.clock.now())
+            engine.sender.resync()        # a receiver was connected from outside
+    engine.run_fake(until=T0 + 5 * DT, events=[], observe=observe)
+    resync = [(t, m) for t, m in sink.notes("note_off") if asked[0] <= t < T0 + 3 * DT]
+    assert sorted(m.note for _, m in resync) == [n for n in range(128) if n not in (60, 64)]
+    times = sorted({t for t, _ in resync})
+    assert all(b - a >= RESYNC_GAP_S - 1e-9 for a, b in zip(times, times[1:]))
+    assert max(sum(1 for t, _ in resync if t == x) for x in times) <= RESYNC_BATCH
+    assert_no_hanging(sink)

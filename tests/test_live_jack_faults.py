@@ -139,3 +139,60 @@ def test_out_port_plays_from_a_client_named_after_client_name_and_a_second_is_re
     assert len(second.lines) == 1 and f"a jack client named {name} already exists" \
         in second.lines[0], second.lines
     assert first.stop() == 0
+
+
+def _jack(*args: str) -> None:
+    subprocess.run(["jack_" + args[0], *args[1:]], check=True, timeout=10,
+                   capture_output=True)
+
+
+def _left_on(events) -> set[int]:
+    """Notes whose last message at the receiver is a note-on: they sound on. (A synth
+    ends a note at its note-off, however many note-ons came before; a note-on for a
+    sounding key starts it again.)"""
+    last: dict[int, str] = {}
+    for _, kind, note in events:
+        last[note] = kind
+    return {n for n, kind in last.items() if kind == "on"}
+
+
+def test_a_receiver_connected_again_is_not_left_with_notes_the_engine_turned_off(
+        jack_server, receiver, jack_sender, engine_process, live_model):
+    # continue mode: the answer ends while the receiver is disconnected, so its last
+    # note-offs are lost, and nothing is played after it to cover them
+    name = f"rnnrbm-f{os.getpid() % 100000}"
+    rate = receiver.rate
+    p = _engine(engine_process, live_model, "--mode", "continue", "--bpm", "200",
+                "--seed", "5", "--answer-bars", "2", "--in-port", jack_sender.name)
+    p.wait_for("playing")
+    _jack("connect", f"{name}:out", receiver.name)
+    start = jack_sender.frame_time() + int(0.3 * rate)
+    for i, note in enumerate([64, 68, 71, 73, 71, 68]):
+        on = start + int(i * 0.15 * rate)
+        jack_sender.at(on, bytes([0x90, note, 90]))
+        jack_sender.at(on + int(0.12 * rate), bytes([0x80, note, 0]))
+    deadline = time.monotonic() + 10
+    while not _left_on(receiver.note_events()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)                                      # the answer sounds ...
+    assert _left_on(receiver.note_events()), "the answer was not sounding"
+    _jack("disconnect", f"{name}:out", receiver.name)   # ... and ends unheard
+    time.sleep(3.0)
+    _jack("connect", f"{name}:out", receiver.name)
+    time.sleep(1.5)
+    left = _left_on(receiver.note_events())
+    assert p.stop() == 0
+    assert not left, f"notes the engine turned off still sound at the receiver: {left}"
+
+
+def test_a_removed_connection_of_the_out_port_is_noticed(
+        jack_server, receiver, engine_process, live_model):
+    name = f"rnnrbm-f{os.getpid() % 100000}"
+    p = _engine(engine_process, live_model, "--mode", "generate", "--out-port",
+                receiver.name)
+    p.wait_for("playing")
+    _jack("disconnect", f"{name}:out", receiver.name)
+    p.wait_for("its connection was removed from outside", timeout=5)
+    _jack("connect", f"{name}:out", receiver.name)
+    p.wait_for("connected again", timeout=5)
+    assert p.stop() == 0

@@ -104,6 +104,7 @@ def _play(args) -> int:
         watch = PortWatch(backend, opened)
         engine = Engine(session, opened.output, config, log=say, port_check=watch.check,
                         out_name=opened.out_name)
+        watch.links = _connection_watch(opened, args.client_name, engine, say)
         holder["engine"] = holder["ran"] = engine
         _banner(say, args, backend, opened, session, config, per_step)
         stopper.engine = engine
@@ -181,6 +182,22 @@ def _play(args) -> int:
         sys.stderr.flush()
         os._exit(status)
     return status
+
+
+def _connection_watch(opened, client_name: str, engine, say):
+    """Who is connected to our JACK output, re-synced on every new connection (see
+    live/connections.py); None where libjack cannot be asked."""
+    if not opened.own_out:
+        return None
+    from rnnrbm_live.live.connections import ConnectionWatch, open_connections
+    from rnnrbm_live.live.ports import signals_held
+    with signals_held():
+        connections = open_connections(f"{client_name}-links")
+    if connections is None:
+        return None
+    return ConnectionWatch(connections, opened.own_out,
+                           None if opened.out_virtual else opened.out_name,
+                           on_new=engine.sender.resync, log=say)
 
 
 def _banner(say, args, backend, opened, session, config, per_step: float) -> None:

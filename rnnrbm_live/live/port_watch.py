@@ -68,6 +68,7 @@ class PortWatch:
         if ports.in_name:
             self._watch.append((ports.in_name, "destinations" if ports.in_virtual
                                 else "sources", "input"))
+        self.links = None  # a ConnectionWatch of our output (connections.py), if any
 
     def check(self) -> None:
         if self._socket and (not os.path.exists(self._socket) or (
@@ -86,11 +87,15 @@ class PortWatch:
                 raise UserError(f"{name}: the {role} port is gone (note-offs were "
                                 "attempted); start the program that owns it again, then "
                                 "restart rnnrbm-live")
+        if self.links is not None:
+            self.links.check()
 
     def close(self) -> None:
         for probe in (self._dest_probe, self._src_probe):
             with contextlib.suppress(Exception):
                 probe.delete()
+        if self.links is not None:
+            self.links.connections.close()
 
 
 def _still_there(name: str, listing: list[str]) -> bool:

@@ -272,6 +272,7 @@ class OpenPorts:
     out_name: str = ""
     in_name: str = ""
     out_virtual: bool = False
+    own_out: str = ""            # our own output port's full name (JACK), if we know it
     in_virtual: bool = False
     _keep: list = field(default_factory=list)
 
@@ -311,12 +312,15 @@ def open_ports(backend: Backend, out_port: str | None, in_port: str | None,
                   else (lambda: backend.mido.open_output(name)))
         ports.output = _call(backend, f"open the output port {name}", opener)
         ports.out_name = name
+        if isinstance(ports.output, NamedOutput):
+            ports.own_out = f"{client_name}:{OUT_NAME}"
     else:
         ports.output = _call(backend, "create the virtual output port",
                              lambda: backend.mido.open_output(OUT_NAME,
                                                               client_name=client_name))
         ports.out_virtual = True
         ports.out_name = _new_name(backend, sources, "sources", OUT_NAME, client_name)
+        ports.own_out = ports.out_name if backend.key == "jack" else ""
     if want_input:
         if in_port is not None:
             name = match_port("--in-port", in_port, sources, "you can listen to")

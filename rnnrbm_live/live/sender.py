@@ -37,6 +37,10 @@ from rnnrbm_live.live.notes import NoteMessages
 from rnnrbm_live.live.recording import MessageLog
 
 LATE_S = 0.002  # a slot sent more than this after its due time counts as late
+# A resync's note-offs go out a few at a time: a JACK MIDI buffer holds only a few dozen
+# events a period (256 bytes at 64 frames), and what does not fit is lost.
+RESYNC_BATCH = 8
+RESYNC_GAP_S = 0.002
 
 
 @dataclass(slots=True, frozen=True)
@@ -69,6 +73,8 @@ class Sender:
         self.epoch = 0                      # the epoch whose slots are sent
         self.sounding = bytearray(128)
         self.taken_back = array("q", [-1] * 128)  # note -> last frame its note-on is dropped
+        self.resync_left: deque[int] = deque()   # note-offs of a resync still to send
+        self.resync_at = 0.0
         self.log = MessageLog() if record else None
         self.sent_slots = 0
         self.late_slots = 0
@@ -94,6 +100,12 @@ class Sender:
         self.urgent.append(("off", (note, through_frame)))
         self.wake.set()
 
+    def resync(self) -> None:
+        """A receiver connected from outside: send a note-off for every note that does
+        not sound, so it holds nothing the engine believes is off."""
+        self.urgent.append(("resync", None))
+        self.wake.set()
+
     def send_now(self, message: mido.Message) -> None:
         self.urgent.append(("message", message))
         self.wake.set()
@@ -117,6 +129,22 @@ class Sender:
     def poll(self, now: float) -> float | None:
         """Send the urgent commands and every slot due by `now`; return the next due time
         (None: nothing is scheduled, or the next slot waits for its clock tick)."""
+        if self.resync_left and now >= self.resync_at:
+            self._resync_some(now)
+        nxt = self._poll_slots(now)
+        if self.resync_left:
+            return self.resync_at if nxt is None else min(nxt, self.resync_at)
+        return nxt
+
+    def _resync_some(self, now: float) -> None:
+        left = self.resync_left
+        for _ in range(min(RESYNC_BATCH, len(left))):
+            note = left.popleft()
+            if not self.sounding[note]:
+                self._send(self.notes.off(note))
+        self.resync_at = now + RESYNC_GAP_S
+
+    def _poll_slots(self, now: float) -> float | None:
         slots = self.slots
         while True:
             if self.urgent:
@@ -184,6 +212,9 @@ class Sender:
                 if self.sounding[note]:
                     self._send(self.notes.off(note))
                     self.sounding[note] = 0
+            elif kind == "resync":
+                self.resync_left = deque(n for n in range(128) if not self.sounding[n])
+                self.resync_at = self.clock.now()
             else:
                 self._send(value)
 
