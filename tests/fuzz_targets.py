@@ -13,6 +13,8 @@ model's card, .onnx and checkpoint.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import tempfile
 from pathlib import Path
@@ -133,10 +135,15 @@ def card_edits(draw, card: dict) -> bytes:
 
 
 def _only_user_errors(call) -> None:
+    """Only the one-line UserError may come out, and nothing may be printed (a third
+    party's noise in the user's terminal)."""
+    printed = io.StringIO()
     try:
-        call()
+        with contextlib.redirect_stdout(printed):
+            call()
     except UserError as e:
         assert "\n" not in str(e), f"a user error of more than one line: {e!r}"
+    assert not printed.getvalue(), f"printed: {printed.getvalue()[:200]!r}"
 
 
 def read_midi_bytes(data: bytes, folder: Path) -> None:
@@ -149,8 +156,6 @@ def read_midi_bytes(data: bytes, folder: Path) -> None:
 
 def read_midi_folder(files: list[bytes], folder: Path) -> None:
     """A folder dataset of these files (every split), with a cache of its own."""
-    import contextlib
-    import io
     from rnnrbm_live.midi.datasets import load_split
     data = folder / "data"
     data.mkdir(exist_ok=True)
@@ -165,8 +170,6 @@ def read_midi_folder(files: list[bytes], folder: Path) -> None:
 
 def damage_roll_cache(data: bytes, folder: Path) -> None:
     """Every entry of a folder dataset's roll cache replaced by `data`, then read again."""
-    import contextlib
-    import io
     from rnnrbm_live.midi.datasets import load_split
     for entry in (folder / "cache" / "rolls").glob("*.npz"):
         entry.write_bytes(data)
