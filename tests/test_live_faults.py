@@ -92,3 +92,23 @@ def test_a_resync_turns_off_every_silent_note_a_few_at_a_time():
     assert all(b - a >= RESYNC_GAP_S - 1e-9 for a, b in zip(times, times[1:]))
     assert max(sum(1 for t, _ in resync if t == x) for x in times) <= RESYNC_BATCH
     assert_no_hanging(sink)
+
+
+def test_generate_has_its_first_frame_ready_before_the_daw_starts():
+    # Start and tick 0 come together: the first frame must not wait for a model step
+    engine, sink, model = make("generate", clock="midi", frames_per_beat=2,
+                               model=ScriptedModel(lambda i, rng: [60 + i % 5]))
+    t = T_START + 0.5
+    steps_at_start: list[int] = []
+
+    def observe():
+        if engine.clock.now() < t:
+            steps_at_start[:] = [model.steps]
+    events = [(t, mido.Message("start"))] + clock_events(t, 120, 48)
+    engine.run_fake(until=t + 1.0, events=events, observe=observe)
+    assert steps_at_start == [1], "the first frame was not computed while stopped"
+    # and Start with tick 0 at the same moment plays frame 0 on tick 0 (it was skipped)
+    first = min(tt for tt, _ in sink.notes("note_on"))
+    assert first == pytest.approx(t)
+    assert [m.note for tt, m in sink.notes("note_on") if tt == first] == [60]
+    assert_no_hanging(sink)

@@ -138,7 +138,7 @@ class Engine:
             if follower is None:
                 return
             event = follower.handle(kind, t, getattr(msg, "pos", None))
-            self.composer.inbox.append((t, "transport", event, None))
+            self.composer.inbox.append((t, "transport", event, follower.next_position))
         elif kind == "note_on" and msg.velocity > 0:
             self.held[msg.note] = 1
             self.composer.inbox.append((t, "on", msg.note, msg.velocity))

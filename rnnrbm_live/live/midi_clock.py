@@ -168,8 +168,13 @@ class MidiClockGrid:
     def position(self, t: float) -> float:
         return self.follower.position_at(t) / self.ticks_per_frame
 
-    def first_frame_at_or_after_position(self) -> int:
-        return math.ceil(self.follower.next_position / self.ticks_per_frame)
+    def first_frame_at_or_after_position(self, position: int | None = None) -> int:
+        """The first frame at or after song position `position` (ticks; default: the
+        next tick's). A transport event passes the position it set: by the time the
+        compute side reads it, tick 0 may have come and moved the follower on."""
+        if position is None:
+            position = self.follower.next_position
+        return math.ceil(position / self.ticks_per_frame)
 
     def lost_at(self) -> float | None:
         """When the clock counts as lost unless a tick comes first; None while stopped or
