@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import JACK_ENV, jack_answers
+from conftest import JACK_ENV, _stop, jack_answers
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow]
 
@@ -38,16 +38,6 @@ def _start_jackd(name: str) -> subprocess.Popen:
     pytest.fail(f"jackd -n {name} did not start (exit status {proc.returncode})")
 
 
-def _stop_jackd(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture
 def own_server(jack_server, monkeypatch):
     """A JACK server of this test's own, the default for clients started from now on."""
@@ -57,7 +47,7 @@ def own_server(jack_server, monkeypatch):
     yield proc
     if proc.poll() is not None and proc.returncode == -signal.SIGKILL:
         proc = _start_jackd(name)  # reclaims the dead server's registry entry ...
-    _stop_jackd(proc)              # ... and a clean stop frees it
+    _stop(proc)                    # ... and a clean stop frees it
 
 
 def _engine(engine_process, model, *args):

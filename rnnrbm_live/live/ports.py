@@ -90,22 +90,18 @@ def library_lines_hidden(hide: bool = True):
         return
     try:
         sys.stderr.flush()
-        saved = os.dup(2)
+        keep = open(os.dup(2), "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",
+                    errors="backslashreplace")
     except (OSError, ValueError):
         yield
         return
-    old_stderr = sys.stderr
-    sys.stderr = open(saved, "w", buffering=1, encoding=old_stderr.encoding or "utf-8",
-                      errors="backslashreplace", closefd=False)
+    old_stderr, sys.stderr = sys.stderr, keep
     try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
+        with quiet_stderr():
+            yield
     finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
         sys.stderr = old_stderr
-        os.close(saved)
+        keep.close()
 
 
 @contextlib.contextmanager
