@@ -134,7 +134,7 @@ def main() -> int:
     cov = None
     if args.coverage:
         import coverage
-        cov = coverage.Coverage(include=[str(ROOT / r) for r in READERS])
+        cov = coverage.Coverage(data_file=None, include=[str(ROOT / r) for r in READERS])
         cov.start()
     with tempfile.TemporaryDirectory() as folder:
         targets = _targets(_seeds(Path(folder)))
