@@ -13,7 +13,7 @@ import numpy as np
 
 from rnnrbm_live.live.controls import STATE_IDLE, STATE_PLAYING
 from rnnrbm_live.live.modes.base import Composer
-from rnnrbm_live.midi.roll import N_KEYS
+from rnnrbm_live.midi.roll import LOWEST_PITCH, N_KEYS
 
 
 class AccompanyMode(Composer):
@@ -38,8 +38,15 @@ class AccompanyMode(Composer):
     def _player_off(self, t: float, note: int, unit: int) -> None:
         self.held[unit] = False
 
+    def _note_on(self, t: float, note: int, velocity: int) -> None:
+        unit = note - LOWEST_PITCH
+        if 0 <= unit < N_KEYS and not self.grid.running:
+            self.held[unit] = True  # the DAW is stopped, but the key stays down after Start
+        super()._note_on(t, note, velocity)
+
     def _forget_player(self) -> None:
-        self.held[:] = False
+        # Keys still down stay held (the sender will not sound them): forgetting them
+        # would have the model believe notes sound that the sender keeps silent.
         self.pressed[:] = False
         self.last_player_frame = None
 
