@@ -11,6 +11,8 @@ again and stopping it cleanly, which frees the entry.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import signal
 import subprocess
@@ -48,6 +50,9 @@ def own_server(jack_server, monkeypatch):
     if proc.poll() is not None and proc.returncode == -signal.SIGKILL:
         proc = _start_jackd(name)  # reclaims the dead server's registry entry ...
     _stop(proc)                    # ... and a clean stop frees it
+    for leftover in glob.glob(f"/dev/shm/jack_sem.*_{name}_*"):  # clients that died with it
+        with contextlib.suppress(OSError):
+            os.unlink(leftover)
 
 
 def _engine(engine_process, model, *args):
