@@ -105,8 +105,9 @@ def test_port_names_match_exactly_or_by_unique_substring():
 
 
 def test_a_vanished_port_is_noticed_by_name():
-    assert ports._still_there("loopMIDI Port 1", ["loopMIDI Port 3"])  # renumbered
-    assert not ports._still_there("fluidsynth:midi_00", ["system:midi_capture_1"])
+    from rnnrbm_live.live.port_watch import _still_there
+    assert _still_there("loopMIDI Port 1", ["loopMIDI Port 3"])  # renumbered
+    assert not _still_there("fluidsynth:midi_00", ["system:midi_capture_1"])
 
 
 def test_offline_commands_are_hosted_when_present(capsys):

@@ -52,13 +52,20 @@ def _warm_up(session, n: int = 4) -> float:
 
 def run_live(args) -> int:
     check(args)
+    from rnnrbm_live.live.ports import library_lines_hidden
+    with library_lines_hidden(not args.verbose):  # -v shows libjack's own lines
+        return _play(args)
+
+
+def _play(args) -> int:
     say = Say(PROG, sys.stderr, args.quiet)
     stopper = _Stopper()
     stopper.install()
 
     from rnnrbm_live.live import ports as portmod
+    from rnnrbm_live.live.port_watch import ServerGone
     from rnnrbm_live.live.engine import Engine, LiveConfig
-    from rnnrbm_live.live.recording import write_recording
+    from rnnrbm_live.live.recording import MAX_MESSAGES, dropped_messages, write_recording
     from rnnrbm_live.live.sender import try_realtime
     from rnnrbm_live.midi.roll import N_KEYS
     from rnnrbm_live.model.session import StepSession
@@ -100,9 +107,11 @@ def run_live(args) -> int:
     try:
         engine = Engine(session, opened.output, config, log=say, port_check=watch.check,
                         out_name=opened.out_name, **native)
-        holder["engine"] = engine
+        holder["engine"] = holder["ran"] = engine
         if backend.native:
             opened.start_input(engine.on_message, config.compute_priority)
+        else:
+            watch.links = _connection_watch(opened, args.client_name, engine, say)
         _banner(say, args, backend, opened, session, config, per_step)
         stopper.engine = engine
         if stopper.reason is not None:
@@ -119,10 +128,12 @@ def run_live(args) -> int:
     finally:
         say.hide_status()
         holder.pop("engine", None)
-        with portmod.quiet_stderr():  # libjack complains at length if its server died
-            if watch is not opened:
-                watch.close()
-            opened.close()
+        ran = holder.pop("ran", None)
+        if not (ran is not None and isinstance(ran.failure, ServerGone)):
+            with portmod.quiet_stderr():  # libjack complains at length if its server died
+                if watch is not opened:
+                    watch.close()
+                opened.close()
 
     status = 0
     failure = engine.failure
@@ -151,6 +162,9 @@ def run_live(args) -> int:
             write_recording(args.record, engine, bpm=bpm,
                             ticks_per_beat=_record_resolution(backend, opened, bpm))
             say(f"recorded both sides to {args.record}")
+            if dropped_messages(engine):
+                say(f"--record: a long take; the last {dropped_messages(engine)} messages "
+                    f"past {MAX_MESSAGES} a side were not recorded")
         except OSError as e:
             print(f"{PROG}: error: --record {args.record}: cannot write it "
                   f"({(e.strerror or str(e)).lower()}); nothing was recorded",
@@ -178,6 +192,12 @@ def run_live(args) -> int:
                   f"({(e.strerror or str(e)).lower()})", file=sys.stderr, flush=True)
             status = status or 2
     say(_stop_line(engine, stats))
+    if isinstance(failure, ServerGone):
+        # A dead server's clients are left as they are: closing them, here or as the
+        # interpreter exits, waits on libjack's timeouts (about a second each).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
     return status
 
 
@@ -224,7 +244,8 @@ def _open_ports(portmod, backend, args, on_message):
     opened = portmod.open_ports(backend, args.out_port, args.in_port, on_message,
                                 client_name=args.client_name)
     try:
-        return opened, portmod.PortWatch(backend, opened), {}
+        from rnnrbm_live.live.port_watch import PortWatch
+        return opened, PortWatch(backend, opened), {}
     except BaseException:
         opened.close()
         raise
@@ -243,6 +264,22 @@ def _record_resolution(backend, opened, bpm: float) -> int:
     if not backend.native:
         return 480
     return min(32767, max(480, math.ceil(60.0 / bpm * opened.midi.rate)))
+
+
+def _connection_watch(opened, client_name: str, engine, say):
+    """Who is connected to our JACK output, re-synced on every new connection (see
+    live/connections.py); None where libjack cannot be asked."""
+    if not opened.own_out:
+        return None
+    from rnnrbm_live.live.connections import ConnectionWatch, open_connections
+    from rnnrbm_live.live.ports import signals_held
+    with signals_held():
+        connections = open_connections(f"{client_name}-links")
+    if connections is None:
+        return None
+    return ConnectionWatch(connections, opened.own_out,
+                           None if opened.out_virtual else opened.out_name,
+                           on_new=engine.sender.resync, log=say)
 
 
 def _banner(say, args, backend, opened, session, config, per_step: float) -> None:

@@ -185,6 +185,8 @@ def build_parser(run_ports, add_offline_commands) -> argparse.ArgumentParser:
                    help="write timing statistics to FILE on exit (for benchmarks)")
     g.add_argument("-q", "--quiet", action="store_true",
                    help="print only errors")
+    g.add_argument("-v", "--verbose", action="store_true",
+                   help="also show what the midi libraries print (libjack's own lines)")
 
     sub = p.add_subparsers(dest="command", metavar="COMMAND",
                            title="commands (without one: play live)")

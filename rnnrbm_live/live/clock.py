@@ -14,6 +14,10 @@ import threading
 import time
 from typing import Protocol
 
+# A wake-up time that has already passed means "not yet" (a late clock tick): try again
+# this much later rather than spin.
+RETRY_S = 0.0005
+
 
 class Clock(Protocol):
     def now(self) -> float:
@@ -128,3 +132,7 @@ class InternalGrid:
 
     def first_frame_after(self, t: float) -> int:
         return max(0, math.floor(self.position(t)) + 1)
+
+    def lost_at(self) -> float | None:
+        """Our own clock is never lost (see MidiClockGrid.lost_at)."""
+        return None

@@ -25,11 +25,12 @@ from typing import Callable, Iterable
 
 import mido
 
-from rnnrbm_live.live.clock import Clock, InternalGrid, RealClock
+from rnnrbm_live.live.clock import RETRY_S, Clock, InternalGrid, RealClock
 from rnnrbm_live.live.controls import CCMap, Controls
 from rnnrbm_live.live.midi_clock import TICKS_PER_BEAT, MidiClockFollower, MidiClockGrid
 from rnnrbm_live.live.modes import make_composer
 from rnnrbm_live.live.notes import NoteMessages
+from rnnrbm_live.live.recording import MessageLog
 from rnnrbm_live.live.sender import PortFailed, Sender, run_sender_thread, try_realtime
 
 SWITCH_INTERVAL_S = 0.0005  # the GIL hand-over: 5 ms by default would delay the sender
@@ -116,8 +117,7 @@ class Engine:
             lookahead_frames=config.lookahead_frames, compute_s=config.compute_s,
             learned_in_c=config.learned_in_c, velocity=config.velocity,
             state_cc=config.state_cc, log=self.log)
-        self.player_log: list[tuple[float, mido.Message]] | None = \
-            [] if config.record else None
+        self.player_log = MessageLog() if config.record else None
         self.stop_event = threading.Event()
         self.compute_wake = threading.Event()
         self.stop_reason: str | None = None
@@ -147,7 +147,7 @@ class Engine:
             if follower is None:
                 return
             event = follower.handle(kind, t, getattr(msg, "pos", None))
-            self.composer.inbox.append((t, "transport", event, None))
+            self.composer.inbox.append((t, "transport", event, follower.next_position))
         elif kind == "note_on" and msg.velocity > 0:
             self.held[msg.note] = 1
             self.composer.inbox.append((t, "on", msg.note, msg.velocity))
@@ -163,7 +163,7 @@ class Engine:
         else:
             return
         if self.player_log is not None:
-            self.player_log.append((t, msg))
+            self.player_log.append(t, msg)
         self.compute_wake.set()
 
     # ================================================================== real time
@@ -234,7 +234,7 @@ class Engine:
                 nxt = self.composer.poll(clock.now())
                 # A wake time that has passed means "not yet": the position it waits for
                 # has not come (a late clock tick). Wait a little rather than spin.
-                timeout = 0.5 if nxt is None else min(0.5, max(0.0005, nxt - clock.now()))
+                timeout = 0.5 if nxt is None else min(0.5, max(RETRY_S, nxt - clock.now()))
                 wake.wait(timeout)
         except BaseException as e:  # noqa: BLE001 - reported by the main thread
             self._fail(e)
@@ -268,10 +268,10 @@ class Engine:
     # ================================================================== fake clock
 
     def run_fake(self, until: float, events: Iterable[tuple[float, mido.Message]] = (),
-                 fail_at: float | None = None) -> None:
+                 observe: Callable[[], None] | None = None) -> None:
         """Run single-threaded on a FakeClock until virtual time `until` (see fake_run.py)."""
         from rnnrbm_live.live.fake_run import run_fake
-        run_fake(self, until, events, PORT_CHECK_S)
+        run_fake(self, until, events, PORT_CHECK_S, observe)
 
     # ================================================================== reporting
 

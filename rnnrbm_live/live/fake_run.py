@@ -3,18 +3,19 @@ so tests run hours of play in seconds, exactly the same code as live but for the
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
 import mido
 
-from rnnrbm_live.live.clock import FakeClock
+from rnnrbm_live.live.clock import RETRY_S, FakeClock
 
 
 def run_fake(engine, until: float, events: Iterable[tuple[float, mido.Message]] = (),
-             port_check_s: float = 0.5) -> None:
+             port_check_s: float = 0.5, observe: Callable[[], None] | None = None) -> None:
     """Run single-threaded on a FakeClock until virtual time `until` (absolute), feeding
     `events` (absolute time, message) to the input as they fall due; then shut down
-    as a stop would. Exceptions from either side end the run as they would live."""
+    as a stop would. Exceptions from either side end the run as they would live.
+    `observe` (tests' invariants) is called after every step of the sending side."""
     clock = engine.clock
     if not isinstance(clock, FakeClock):
         raise TypeError("run_fake needs a FakeClock")
@@ -33,6 +34,8 @@ def run_fake(engine, until: float, events: Iterable[tuple[float, mido.Message]] 
                 engine.port_check()
             c = engine.composer.poll(now)
             s = engine.sender.poll(now)
+            if observe is not None:
+                observe()
             if now >= until or engine.stop_event.is_set():
                 break
             candidates = [until, next_check if engine.port_check else until]
@@ -41,7 +44,7 @@ def run_fake(engine, until: float, events: Iterable[tuple[float, mido.Message]] 
                 candidates.append(pending[i][0])
             future = [x for x in candidates if x > now]
             if len(future) < len(candidates):
-                future.append(now + 1e-6)  # a wake at a time just passed: soon again
+                future.append(now + RETRY_S)  # a wake at a time just passed: soon again
             clock.set(min(future))
     except BaseException as e:  # noqa: BLE001 - the same way out as live
         engine._fail(e)

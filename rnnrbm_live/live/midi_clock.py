@@ -13,6 +13,11 @@ clock all the time) keep the tempo estimate fresh but do not move the position.
 
 `MidiClockGrid` puts frame k on tick k * ticks_per_frame, so frames fall exactly on the
 DAW's ticks and the tempo follows the DAW.
+
+A clock master can vanish while rolling, with no Stop (the DAW crashed, a cable came
+out). `MidiClockGrid.lost_at` says when the clock counts as lost: a few ticks' worth of
+silence after the last tick (never less than LOST_MIN_S, which covers a busy machine's
+jitter at a fast tempo).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import math
 TICKS_PER_BEAT = 24
 TICKS_PER_SPP_UNIT = 6  # the song position pointer counts sixteenth notes
 _RING = 1024  # recent tick arrival times kept for exact look-up
+LOST_TICKS = 6        # a quarter of a beat without a tick while rolling: the clock is lost
+LOST_MIN_S = 0.05
 
 
 class MidiClockFollower:
@@ -161,8 +168,22 @@ class MidiClockGrid:
     def position(self, t: float) -> float:
         return self.follower.position_at(t) / self.ticks_per_frame
 
-    def first_frame_at_or_after_position(self) -> int:
-        return math.ceil(self.follower.next_position / self.ticks_per_frame)
+    def first_frame_at_or_after_position(self, position: int | None = None) -> int:
+        """The first frame at or after song position `position` (ticks; default: the
+        next tick's). A transport event passes the position it set: by the time the
+        compute side reads it, tick 0 may have come and moved the follower on."""
+        if position is None:
+            position = self.follower.next_position
+        return math.ceil(position / self.ticks_per_frame)
+
+    def lost_at(self) -> float | None:
+        """When the clock counts as lost unless a tick comes first; None while stopped or
+        before the first tick of a run (waiting for it is normal)."""
+        follower = self.follower
+        anchor, period = follower._anchor, follower.period
+        if not follower.running or anchor is None or not period:
+            return None
+        return anchor[1] + max(LOST_TICKS * period, LOST_MIN_S)
 
     def is_frame_tick(self, pos: int) -> bool:
         return pos % self.ticks_per_frame == 0

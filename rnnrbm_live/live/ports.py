@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
+import signal
 import sys
 from dataclasses import dataclass, field
 from typing import Callable
@@ -90,6 +90,45 @@ def quiet_stderr():
         os.close(saved)
 
 
+@contextlib.contextmanager
+def library_lines_hidden(hide: bool = True):
+    """Keep what C libraries print on fd 2 (libjack: a dozen lines when its server goes)
+    out of the terminal for the whole run, while Python's own sys.stderr (our one-line
+    messages) still reaches it: sys.stderr moves to a copy of fd 2, fd 2 to /dev/null."""
+    if not hide:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        keep = open(os.dup(2), "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",
+                    errors="backslashreplace")
+    except (OSError, ValueError):
+        yield
+        return
+    old_stderr, sys.stderr = sys.stderr, keep
+    try:
+        with quiet_stderr():
+            yield
+    finally:
+        sys.stderr = old_stderr
+        keep.close()
+
+
+@contextlib.contextmanager
+def signals_held():
+    """Hold SIGINT and SIGTERM off this thread while libjack talks to its server: a signal
+    that lands in one of its socket calls makes it fail as if no server ran ("jack server
+    not running?"). A signal that came meanwhile is handled once the block is done."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _rtmidi():
     import rtmidi  # python-rtmidi; imported here so `import rnnrbm_live.live.ports` stays cheap
     return rtmidi
@@ -107,20 +146,13 @@ def jack_running() -> bool:
     rtmidi = _rtmidi()
     os.environ.setdefault("JACK_NO_START_SERVER", "1")  # probing must not start one
     try:
-        with quiet_stderr():
+        with quiet_stderr(), signals_held():
             probe = rtmidi.MidiOut(rtapi=rtmidi.API_UNIX_JACK, name=f"{CLIENT_NAME}-probe")
     except Exception:  # rtmidi.SystemError: no server
         return False
-    probe.delete()
+    with signals_held():
+        probe.delete()
     return True
-
-
-def jack_socket_path() -> str | None:
-    """jackd2's server socket on Linux; it disappears when the server dies."""
-    if not sys.platform.startswith("linux"):
-        return None
-    server = os.environ.get("JACK_DEFAULT_SERVER", "default")
-    return f"/dev/shm/jack_{server}_{os.getuid()}_0"
 
 
 def choose_backend(requested: str = "auto") -> Backend:
@@ -168,7 +200,7 @@ def _native_available() -> bool:
 
 def _call(backend: Backend, what: str, fn: Callable):
     try:
-        with quiet_stderr():
+        with quiet_stderr(), signals_held():
             return fn()
     except UserError:
         raise
@@ -220,6 +252,29 @@ def _no_virtual(option: str) -> UserError:
                      "name")
 
 
+class NamedOutput:
+    """Plays into an existing port from a client named after --client-name, with a port
+    of its own (CLIENT:out) connected to it; mido would name the client "RtMidiOut
+    Client", the same for every program, so two rnnrbm-lives could not be told apart."""
+
+    def __init__(self, backend: Backend, client_name: str, target: str):
+        rtmidi = _rtmidi()
+        self._rt = rtmidi.MidiOut(rtapi=getattr(rtmidi, f"API_{backend.api}"),
+                                  name=client_name)
+        names = self._rt.get_ports()
+        if target not in names:
+            self._rt.delete()
+            raise OSError(f"unknown port {target!r}")
+        self._rt.open_port(names.index(target), name=OUT_NAME)
+
+    def send(self, msg: mido.Message) -> None:
+        self._rt.send_message(msg.bytes())
+
+    def close(self) -> None:
+        self._rt.close_port()
+        self._rt.delete()
+
+
 @dataclass
 class OpenPorts:
     """Every port the engine uses, referenced for the engine's whole life."""
@@ -230,6 +285,7 @@ class OpenPorts:
     out_name: str = ""
     in_name: str = ""
     out_virtual: bool = False
+    own_out: str = ""            # our own output port's full name (JACK), if we know it
     in_virtual: bool = False
     _keep: list = field(default_factory=list)
 
@@ -259,21 +315,25 @@ def open_ports(backend: Backend, out_port: str | None, in_port: str | None,
         raise _no_virtual("--out-port" if out_port is None else "--in-port")
     destinations, sources = list_ports(backend)
     ports = OpenPorts(backend=backend)
+    if backend.key == "jack" and any(p.split(":")[0] == client_name
+                                     for p in sources + destinations):
+        raise UserError(f"a jack client named {client_name} already exists (another "
+                        "rnnrbm-live?); stop it or pass --client-name NAME")
     if out_port is not None:
         name = match_port("--out-port", out_port, destinations, "you can play into")
-        ports.output = _call(backend, f"open the output port {name}",
-                             lambda: backend.mido.open_output(name))
+        opener = ((lambda: NamedOutput(backend, client_name, name)) if backend.key == "jack"
+                  else (lambda: backend.mido.open_output(name)))
+        ports.output = _call(backend, f"open the output port {name}", opener)
         ports.out_name = name
+        if isinstance(ports.output, NamedOutput):
+            ports.own_out = f"{client_name}:{OUT_NAME}"
     else:
-        if any(s.split(":")[0] == client_name for s in sources) \
-                and backend.key == "jack":
-            raise UserError(f"a jack client named {client_name} already exists (another "
-                            "rnnrbm-live?); stop it or pass --client-name NAME")
         ports.output = _call(backend, "create the virtual output port",
                              lambda: backend.mido.open_output(OUT_NAME,
                                                               client_name=client_name))
         ports.out_virtual = True
         ports.out_name = _new_name(backend, sources, "sources", OUT_NAME, client_name)
+        ports.own_out = ports.out_name if backend.key == "jack" else ""
     if want_input:
         if in_port is not None:
             name = match_port("--in-port", in_port, sources, "you can listen to")
@@ -312,60 +372,6 @@ def _new_name(backend: Backend, before: list[str], side: str, short: str,
     if exact:
         return exact[0]
     return new[0] if new else f"{client_name}:{short}"
-
-
-class PortWatch:
-    """Notices a port that vanished: the JACK server died, or the program that owned a
-    port we connected to quit. `check()` raises UserError; call it every second or so."""
-
-    def __init__(self, backend: Backend, ports: OpenPorts):
-        self.backend = backend
-        self.ports = ports
-        rtmidi = _rtmidi()
-        api = getattr(rtmidi, f"API_{backend.api}")
-        with quiet_stderr():
-            self._dest_probe = rtmidi.MidiOut(rtapi=api, name=f"{CLIENT_NAME}-watch")
-            self._src_probe = rtmidi.MidiIn(rtapi=api, name=f"{CLIENT_NAME}-watch")
-        self._socket = jack_socket_path() if backend.key == "jack" else None
-        if self._socket and not os.path.exists(self._socket):
-            self._socket = None  # not jackd2's layout: do not guess
-        # (name, listing side, what to say) for every port that must stay there
-        self._watch: list[tuple[str, str, str]] = []
-        if ports.out_name:
-            self._watch.append((ports.out_name, "sources" if ports.out_virtual
-                                else "destinations", "output"))
-        if ports.in_name:
-            self._watch.append((ports.in_name, "destinations" if ports.in_virtual
-                                else "sources", "input"))
-
-    def check(self) -> None:
-        if self._socket and not os.path.exists(self._socket):
-            raise UserError("the jack server is gone (note-offs were attempted); start "
-                            "jack again, then restart rnnrbm-live")
-        try:
-            listing = {"destinations": self._dest_probe.get_ports(),
-                       "sources": self._src_probe.get_ports()}
-        except Exception as e:
-            raise UserError(f"{self.backend.key} midi: cannot list the ports any more "
-                            f"({str(e).strip().lower()}); restart the midi system and "
-                            "rnnrbm-live") from None
-        for name, side, role in self._watch:
-            if not _still_there(name, listing[side]):
-                raise UserError(f"{name}: the {role} port is gone (note-offs were "
-                                "attempted); start the program that owns it again, then "
-                                "restart rnnrbm-live")
-
-    def close(self) -> None:
-        for probe in (self._dest_probe, self._src_probe):
-            with contextlib.suppress(Exception):
-                probe.delete()
-
-
-def _still_there(name: str, listing: list[str]) -> bool:
-    if name in listing:
-        return True
-    base = re.sub(r"\s+\d+(:\d+)?$", "", name)  # Windows and ALSA number their ports
-    return bool(base) and any(base in p for p in listing)
 
 
 def describe_ports(backend: Backend, client_name: str = CLIENT_NAME) -> str:

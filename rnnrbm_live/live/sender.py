@@ -8,6 +8,10 @@ note), so every way out can turn off exactly the notes that sound.
 Two guards keep the output right even when the compute side's look-ahead is stale:
 a note-off is sent only for a note that sounds, and (accompany mode) a note-on is not
 sent for a note the player holds at that moment (`held`, written by the input thread).
+When the compute side takes a note back (`note_off_now(note, through_frame)`: the player
+pressed it), the note-ons of that note in slots it already published for frames up to
+`through_frame` are dropped too: the player may have released it again before those
+slots fall due, and the model side no longer believes the note sounds there.
 
 Slots carry an epoch. When the compute side throws its look-ahead away (the player
 interrupted an answer, a panic, the DAW stopped) it raises the epoch and sends
@@ -30,8 +34,13 @@ from typing import Callable
 import mido
 
 from rnnrbm_live.live.notes import NoteMessages
+from rnnrbm_live.live.recording import MessageLog
 
 LATE_S = 0.002  # a slot sent more than this after its due time counts as late
+# A resync's note-offs go out a few at a time: a JACK MIDI buffer holds only a few dozen
+# events a period (256 bytes at 64 frames), and what does not fit is lost.
+RESYNC_BATCH = 8
+RESYNC_GAP_S = 0.002
 
 
 @dataclass(slots=True, frozen=True)
@@ -67,7 +76,10 @@ class Sender:
         self.wake = threading.Event()
         self.epoch = 0                      # the epoch whose slots are sent
         self.sounding = bytearray(128)
-        self.log: list[tuple[float, mido.Message]] | None = [] if record else None
+        self.taken_back = array("q", [-1] * 128)  # note -> last frame its note-on is dropped
+        self.resync_left: deque[int] = deque()   # note-offs of a resync still to send
+        self.resync_at = 0.0
+        self.log = MessageLog() if record else None
         self.sent_slots = 0
         self.late_slots = 0
         self.max_late_s = 0.0
@@ -86,8 +98,16 @@ class Sender:
         self.urgent.append(("silence", epoch))
         self.wake.set()
 
-    def note_off_now(self, note: int) -> None:
-        self.urgent.append(("off", note))
+    def note_off_now(self, note: int, through_frame: int | None = None) -> None:
+        """Turn `note` off now; with `through_frame`, also drop its note-ons from the slots
+        already published for frames up to that one."""
+        self.urgent.append(("off", (note, through_frame)))
+        self.wake.set()
+
+    def resync(self) -> None:
+        """A receiver connected from outside: send a note-off for every note that does
+        not sound, so it holds nothing the engine believes is off."""
+        self.urgent.append(("resync", None))
         self.wake.set()
 
     def send_now(self, message: mido.Message) -> None:
@@ -113,6 +133,22 @@ class Sender:
     def poll(self, now: float) -> float | None:
         """Send the urgent commands and every slot due by `now`; return the next due time
         (None: nothing is scheduled, or the next slot waits for its clock tick)."""
+        if self.resync_left and now >= self.resync_at:
+            self._resync_some(now)
+        nxt = self._poll_slots(now)
+        if self.resync_left:
+            return self.resync_at if nxt is None else min(nxt, self.resync_at)
+        return nxt
+
+    def _resync_some(self, now: float) -> None:
+        left = self.resync_left
+        for _ in range(min(RESYNC_BATCH, len(left))):
+            note = left.popleft()
+            if not self.sounding[note]:
+                self._send(self.notes.off(note))
+        self.resync_at = now + RESYNC_GAP_S
+
+    def _poll_slots(self, now: float) -> float | None:
         slots = self.slots
         while True:
             if self.urgent:
@@ -141,13 +177,15 @@ class Sender:
         send = self._send
         sounding = self.sounding
         held = self.held
+        taken_back = self.taken_back
         for msg in slot.offs:
             if sounding[msg.note]:
                 send(msg, due)
                 sounding[msg.note] = 0
         for msg in slot.ons:
             note = msg.note
-            if sounding[note] or (held is not None and held[note]):
+            if sounding[note] or (held is not None and held[note]) \
+                    or taken_back[note] >= slot.frame:
                 continue
             send(msg, due)
             sounding[note] = 1
@@ -172,10 +210,18 @@ class Sender:
                 self._drop_queued(value)
                 self._all_off()
                 self.epoch = max(self.epoch, value)
+                # A new epoch may count frames afresh (a DAW's Start): forget the old ones.
+                self.taken_back = array("q", [-1] * 128)
             elif kind == "off":
-                if self.sounding[value]:
-                    self._send(self.notes.off(value))
-                    self.sounding[value] = 0
+                note, through = value
+                if through is not None:
+                    self.taken_back[note] = max(self.taken_back[note], through)
+                if self.sounding[note]:
+                    self._send(self.notes.off(note))
+                    self.sounding[note] = 0
+            elif kind == "resync":
+                self.resync_left = deque(n for n in range(128) if not self.sounding[n])
+                self.resync_at = self.clock.now()
             else:
                 self._send(value)
 
@@ -204,7 +250,7 @@ class Sender:
                              f"{str(e).strip().lower() or 'no detail'})") from e
         self.messages_sent += 1
         if self.log is not None:
-            self.log.append((t, msg))
+            self.log.append(t, msg)
 
     # ------------------------------------------------------------- every way out
 

@@ -10,6 +10,8 @@ frame as an input), and version 1 (one chain from silence), which keeps loading.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,7 +223,9 @@ def graph_io(onnx_path: Path) -> tuple[dict[str, tuple[list, str]], dict[str, tu
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.log_severity_level = 4  # the one-line UserError below says it better
     try:
-        session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        # onnxruntime prints "EP Error ... Falling back" on stdout for a damaged file
+        with contextlib.redirect_stdout(io.StringIO()):
+            session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own pybind types (InvalidProtobuf, Fail, ...)
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise UserError(f"{onnx_path}: not a loadable onnx model ({reason}); re-export it with rnnrbm-export") from None

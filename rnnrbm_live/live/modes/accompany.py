@@ -13,7 +13,7 @@ import numpy as np
 
 from rnnrbm_live.live.controls import STATE_IDLE, STATE_PLAYING
 from rnnrbm_live.live.modes.base import Composer
-from rnnrbm_live.midi.roll import N_KEYS
+from rnnrbm_live.midi.roll import LOWEST_PITCH, N_KEYS
 
 
 class AccompanyMode(Composer):
@@ -29,16 +29,24 @@ class AccompanyMode(Composer):
     def _player_on(self, t: float, note: int, unit: int) -> None:
         self.held[unit] = True
         self.pressed[unit] = True
-        if self.out_prev[unit]:
-            # The model sounds the note the player just pressed: never double it.
-            self.out_prev[unit] = False
-            self.sender.note_off_now(note)
+        # Never double the player: the model's note goes off now, and from every frame
+        # already computed (they may fall due after the player has let the key go again:
+        # sounding then would leave a note the model believes is off).
+        self.out_prev[unit] = False
+        self.sender.note_off_now(note, self.next_frame - 1)
 
     def _player_off(self, t: float, note: int, unit: int) -> None:
         self.held[unit] = False
 
+    def _note_on(self, t: float, note: int, velocity: int) -> None:
+        unit = note - LOWEST_PITCH
+        if 0 <= unit < N_KEYS and not self.grid.running:
+            self.held[unit] = True  # the DAW is stopped, but the key stays down after Start
+        super()._note_on(t, note, velocity)
+
     def _forget_player(self) -> None:
-        self.held[:] = False
+        # Keys still down stay held (the sender will not sound them): forgetting them
+        # would have the model believe notes sound that the sender keeps silent.
         self.pressed[:] = False
         self.last_player_frame = None
 

@@ -15,6 +15,7 @@ listens and answers there, and its frames are moved back by -shift before they s
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from typing import Callable
@@ -28,6 +29,27 @@ from rnnrbm_live.midi import keys
 from rnnrbm_live.midi.roll import LOWEST_PITCH, N_KEYS
 
 DEFAULT_VELOCITY = 80
+
+
+@functools.lru_cache(maxsize=None)
+def _outside_scale(tonic: int, mode: str) -> np.ndarray:
+    """[88] bool: the keys the scale lock forbids (shared: never change it in place)."""
+    return ~scale_units(tonic, mode)
+
+
+def _clock_lost(composer: "Composer", now: float) -> bool:
+    """Whether a rolling MIDI clock stopped coming (MidiClockGrid.lost_at): the first time,
+    silence everything and say so; when ticks return, say that once too."""
+    lost_at = composer.grid.lost_at()
+    lost = lost_at is not None and now >= lost_at
+    if lost and not composer.clock_lost:
+        composer.log("the daw's midi clock stopped coming while rolling: notes silenced; "
+                     "waiting for it")
+        composer._silence_all("the clock stopped")
+    elif composer.clock_lost and not lost:
+        composer.log("the midi clock is back: playing on")
+    composer.clock_lost = lost
+    return lost
 
 
 class Composer:
@@ -66,10 +88,10 @@ class Composer:
         self.next_frame = 0
         self.state = STATE_IDLE
         self.skipped_frames = 0
+        self.clock_lost = False               # a MIDI clock master vanished while rolling
         self.answers = 0
         self.interruptions = 0
         self.velocities: deque[int] = deque(maxlen=32)
-        self._forbidden_cache: dict[tuple[int, str], np.ndarray] = {}
 
     # ------------------------------------------------------------------ driving
 
@@ -82,11 +104,19 @@ class Composer:
         input event or clock tick arrives)."""
         self._drain(now)
         if not self.grid.running:
+            self._while_stopped()
             return None
-        return self._advance(now)
+        if _clock_lost(self, now):
+            return None  # silenced; the next tick wakes us
+        wake = self._advance(now)
+        lost_at = self.grid.lost_at()
+        return lost_at if wake is None or (lost_at is not None and lost_at < wake) else wake
 
     def _advance(self, now: float) -> float | None:
         raise NotImplementedError
+
+    def _while_stopped(self) -> None:
+        """Work that can be done before the DAW starts (generate: its first frame)."""
 
     # ------------------------------------------------------------------ input events
 
@@ -105,7 +135,7 @@ class Composer:
             elif kind == "panic":
                 self._silence_all("panic")
             elif kind == "transport":
-                self._transport(a)
+                self._transport(a, b)
 
     def _frame_at(self, t: float) -> int:
         return math.floor(self.grid.position(t) + 0.5)
@@ -128,11 +158,12 @@ class Composer:
     def _player_off(self, t: float, note: int, unit: int) -> None:
         """The player released `note` at `t`."""
 
-    def _transport(self, event: str) -> None:
+    def _transport(self, event: str, position: int | None = None) -> None:
+        self.clock_lost = False
         self._silence_all(event)
         self._forget_player()
         if event != "stop":
-            self.start(self.grid.first_frame_at_or_after_position())
+            self.start(self.grid.first_frame_at_or_after_position(position))
 
     def _forget_player(self) -> None:
         """A transport change: what the player held or was playing no longer counts."""
@@ -183,10 +214,7 @@ class Composer:
             tonic = (tonic + self.shift) % 12
         else:
             tonic, mode = self._scale_key()
-        cached = self._forbidden_cache.get((tonic, mode))
-        if cached is None:
-            cached = self._forbidden_cache[(tonic, mode)] = ~scale_units(tonic, mode)
-        return cached
+        return _outside_scale(tonic, mode)
 
     def _key_shift(self, roll: np.ndarray) -> int:
         """Estimate the player's key from `roll`; return the shift that moves it to C."""
