@@ -376,7 +376,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         if trainer is not None and world.main:
-            trainer.save("last", with_state=True)
+            try:
+                trainer.save("last", with_state=True)
+            except UserError as e:  # a full disk: the last good checkpoint is still there
+                print(f"\nrnnrbm-train: interrupted; {e}", file=sys.stderr)
+                return 130
             print(f"\ninterrupted: saved {trainer.out / 'last.safetensors'} at epoch {trainer.epoch}; "
                   f"continue with --resume", file=sys.stderr)
         return 130

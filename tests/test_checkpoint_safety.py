@@ -112,3 +112,30 @@ def test_a_signal_during_a_save_acts_once_the_save_is_whole(tmp_path, monkeypatc
     assert torch.equal(model.W, _model(2).W)
     assert torch.equal(load_state(tmp_path / "last.safetensors")["opt.m"], _state(2)["opt.m"])
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_ctrl_c_on_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp_path, monkeypatch,
+                                                                        capsys):
+    """rnnrbm-train's save on Ctrl+C meets a full disk: one line, exit 130, no traceback,
+    and the checkpoint of the last finished epoch stays whole."""
+    from rnnrbm_export import train
+
+    out = tmp_path / "run"
+    args = ["--data", "jsb_chorales", "--train-max-seqs", "8", "--valid-max-seqs", "1",
+            "--valid-runs", "2", "--valid-temps", "5", "--hidden", "12", "--recurrent", "6",
+            "--cd-k", "1", "--threads", "1", "--epochs", "1", "--out", str(out)]
+    assert train.main(args) == 0
+    capsys.readouterr()
+    before = _files(out)
+
+    def interrupted(self):
+        def no_space(*a, **k):
+            raise OSError(28, "No space left on device")
+        monkeypatch.setattr(checkpoint, "save_file", no_space)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(train.Trainer, "run", interrupted)
+    assert train.main(args + ["--resume", "--epochs", "2"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert "no space left on device" in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    assert _files(out) == before
