@@ -243,6 +243,8 @@ class JackMidi:
                 continue
             tick = timed.ticks[i]
             if tick >= 0:                    # on a MIDI clock tick: where it came
+                if not self.clock.running:   # stopped: no tick comes, none is late
+                    break
                 offset = self.clock.offset_of(tick)
                 if offset == -2:
                     break
