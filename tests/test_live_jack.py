@@ -60,7 +60,7 @@ def test_generate_falls_on_the_100_bpm_grid_and_sigterm_leaves_nothing_hanging(
     stats = tmp_path / "stats.json"
     p = _engine(engine_process, live_model, "--mode", "generate", "--bpm", "100",
                 "--seed", "3", "--out-port", receiver.name, "--stats-json", str(stats))
-    p.wait_for("playing")
+    p.wait_for("ctrl+c stops")
     step = 0.3 * receiver.rate
     _wait(lambda: len({round(f / step) for f, k, _ in receiver.note_events()}) >= 10, 15,
           "ten frames of notes")
@@ -101,7 +101,7 @@ def test_continue_answers_after_the_silence_span_and_yields_to_the_player(
     p = _engine(engine_process, live_model, "--mode", "continue", "--bpm", str(bpm),
                 "--seed", "5", "--answer-bars", "2", "--in-port", jack_sender.name,
                 "--out-port", receiver.name)
-    p.wait_for("playing")
+    p.wait_for("ctrl+c stops")
     # a phrase of six notes in E major, 0.15 s apart, not on the engine's grid
     start = jack_sender.frame_time() + int(0.3 * rate)
     last_off = 0
@@ -219,7 +219,7 @@ def test_a_vanished_output_port_ends_with_one_line(jack_server, engine_process, 
     try:
         p = _engine(engine_process, live_model, "--mode", "generate", "--bpm", "200",
                     "--out-port", target.name)
-        p.wait_for("playing")
+        p.wait_for("ctrl+c stops")
         _wait(lambda: target.note_events(), 10, "notes")
     finally:
         target.close()  # the synth quits

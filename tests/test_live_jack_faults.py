@@ -63,7 +63,7 @@ def _engine(engine_process, model, *args):
 def test_a_server_killed_with_sigkill_ends_the_engine_within_a_second_with_one_line(
         own_server, engine_process, live_model):
     p = _engine(engine_process, live_model, "--mode", "generate", "--bpm", "200")
-    p.wait_for("playing")
+    p.wait_for("ctrl+c stops")
     time.sleep(0.5)
     before = len(p.lines)
     killed = time.monotonic()
@@ -120,7 +120,7 @@ def test_out_port_plays_from_a_client_named_after_client_name_and_a_second_is_re
     name = f"rnnrbm-f{os.getpid() % 100000}"
     first = _engine(engine_process, live_model, "--mode", "generate", "--bpm", "240",
                     "--out-port", receiver.name)
-    first.wait_for("playing")
+    first.wait_for("ctrl+c stops")
     assert f"{name}:out" in jack_ports()
     deadline = time.monotonic() + 10
     while not receiver.note_events() and time.monotonic() < deadline:
@@ -159,7 +159,7 @@ def test_a_receiver_connected_again_is_not_left_with_notes_the_engine_turned_off
     rate = receiver.rate
     p = _engine(engine_process, live_model, "--mode", "continue", "--bpm", "200",
                 "--seed", "5", "--answer-bars", "2", "--in-port", jack_sender.name)
-    p.wait_for("playing")
+    p.wait_for("ctrl+c stops")
     _jack("connect", f"{name}:out", receiver.name)
     start = jack_sender.frame_time() + int(0.3 * rate)
     for i, note in enumerate([64, 68, 71, 73, 71, 68]):
@@ -185,7 +185,7 @@ def test_a_removed_connection_of_the_out_port_is_noticed(
     name = f"rnnrbm-f{os.getpid() % 100000}"
     p = _engine(engine_process, live_model, "--mode", "generate", "--out-port",
                 receiver.name)
-    p.wait_for("playing")
+    p.wait_for("ctrl+c stops")
     _jack("disconnect", f"{name}:out", receiver.name)
     p.wait_for("its connection was removed from outside", timeout=5)
     _jack("connect", f"{name}:out", receiver.name)
