@@ -142,9 +142,13 @@ def timing_run(model: str, path: str, bpm: float, fpb: int, seconds: float, busy
     t0, dt = stats["t0"] + stats["latency_s"], stats["frame_seconds"]
     frames = np.array([f for f, _, _, _ in notes], dtype=np.float64)
     if path == "native":
-        final = max(f for f, d in raw if d[0] & 0xF0 == 0xB0 and d[1] == 123)
-        on_grid = frames[frames < final]            # not the final note-offs
         rate = stats["jack_rate"]
+        final = max(f for f, d in raw if d[0] & 0xF0 == 0xB0 and d[1] == 123)
+        # The shutdown's note-offs are not on the grid (they may fall a period before
+        # the CC 123): keep what came before half a frame past the last frame played.
+        last_frame = max(k for k, _ in stats["slots"])
+        end = min(final, (t0 + (last_frame + 0.5) * dt) * rate)
+        on_grid = frames[frames < end]
         absolute = grid_deviation(on_grid, t0 * rate, dt * rate, rate)
         engine_late = stats["jack_late_events"]
     else:

@@ -54,3 +54,11 @@ rnnrbm-export checkpoints/nottingham/best.safetensors -o rnnrbm_live/bundled/mod
 python scripts/bench_sampler.py --data jsb_chorales --only 15 --save  # the 200-step chain from silence
 rnnrbm-export checkpoints/jsb_chorales/best.safetensors -o rnnrbm_live/bundled/models/jsb_chorales \
   --sampler chain --start silence --gibbs-steps 200 --sampler-metrics runs/sampler/metrics_jsb_chorales.json
+
+# In progress (issue 15): Nottingham with the recipe that worked on JSB (more hidden units,
+# longer CD, transpositions). Its checkpoint and training state are kept in
+# checkpoints/runs/nott_c/; to go on: copy it to runs/ and resume.
+#   mkdir -p runs && cp -r checkpoints/runs/nott_c runs/
+#   rnnrbm-train --data nottingham --out runs/nott_c --hidden 300 --recurrent 100 --augment-semitones 2 \
+#     --cd-k 25 --epochs 60 --batch-size 8 --lr 1e-3 --valid-every 5 --valid-max-seqs 40 --patience 8 \
+#     --threads 1 --resume
