@@ -75,9 +75,12 @@ def start(world: World, device: str) -> torch.device:
     return chosen
 
 
-def stop() -> None:
+def stop() -> bool:
+    """Leave the process group; whether there was one."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+        return True
+    return False
 
 
 def sums(values: list[float], device: torch.device) -> list[float]:

@@ -16,6 +16,7 @@ import json
 import math
 import re
 import shlex
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -359,38 +360,55 @@ def parse_args(argv: list[str] | None) -> TrainSettings:
 
 
 def main(argv: list[str] | None = None) -> int:
+    code, joined = _train(argv)
+    if joined:
+        # Everything is saved and the process group is gone; leave without C++ teardown,
+        # where gloo's threads abort a rank now and then ("terminate called without an
+        # active exception") when the ranks exit together.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _train(argv: list[str] | None) -> tuple[int, bool]:
+    """Train; the exit status, and whether this process was one rank of a process group."""
     settings = parse_args(argv)
-    trainer, world = None, World()
+    trainer, world, joined = None, World(), False
     try:
         world = distributed.from_environment()
         device = distributed.start(world, settings.device)
+        joined = world.size > 1
         # A scheduler's SIGTERM saves like Ctrl+C does (and Ctrl+C works in a background job,
         # where the shell started us with SIGINT ignored).
         stop = StopSignal(world, device)
         trainer = Trainer(settings, "rnnrbm-train " + shlex.join(sys.argv[1:] if argv is None else argv),
                           world, device, stop)
         best = trainer.run()
+        distributed.barrier()  # leave together: a rank whose peers are gone aborts in gloo
     except UserError as e:
         if world.main:
             print(f"rnnrbm-train: {e}", file=sys.stderr)
-        return 2
+        return 2, joined
     except KeyboardInterrupt:
         if trainer is not None and world.main:
             try:
                 trainer.save("last", with_state=True)
             except UserError as e:  # a full disk: the last good checkpoint is still there
                 print(f"\nrnnrbm-train: interrupted; {e}", file=sys.stderr)
-                return 130
+                return 130, joined
             print(f"\ninterrupted: saved {trainer.out / 'last.safetensors'} at epoch {trainer.epoch}; "
                   f"continue with --resume", file=sys.stderr)
-        return 130
+        if trainer is not None:
+            distributed.barrier()  # every rank stopped at the same step: leave together
+        return 130, joined
     finally:
         distributed.stop()
     b = trainer.best
     if world.main:
         print(f"best on valid ({settings.select}): epoch {b['epoch']}, LL {b['valid_ll']:.3f}, "
               f"ACC {b['valid_acc']:.2f}; {best}")
-    return 0
+    return 0, joined
 
 
 if __name__ == "__main__":
