@@ -67,6 +67,14 @@ def _unavailable(reason: str):
     pytest.skip(reason)
 
 
+def needs(reason: str):
+    """A tool this test needs is missing: skip on a developer's machine, fail under CI,
+    which installs every tool (.ci/run sets RNNRBM_REQUIRE_TOOLS=1)."""
+    if os.environ.get("RNNRBM_REQUIRE_TOOLS") == "1":
+        pytest.fail(f"required here (RNNRBM_REQUIRE_TOOLS=1): {reason}")
+    pytest.skip(reason)
+
+
 def jack_answers(env: dict | None = None) -> bool:
     if not shutil.which("jack_lsp"):
         return False

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import needs
 from rnnrbm_export import checkpoint
 from rnnrbm_export.checkpoint import load_checkpoint, load_state, save_checkpoint
 from rnnrbm_export.model import RNNRBM, RNNRBMConfig
@@ -70,7 +71,7 @@ def small_disk(tmp_path):
     if not shutil.which("mount") or subprocess.run(
             ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(where)],
             capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root); the injected error covers it")
+        needs("a 256 KiB tmpfs (mount needs root); the injected error covers the rest")
     yield where
     subprocess.run(["umount", str(where)], capture_output=True)
 

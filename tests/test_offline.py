@@ -20,6 +20,7 @@ import mido
 import numpy as np
 import pytest
 
+from conftest import needs
 from rnnrbm_live.midi import keys
 from rnnrbm_live.cli import offline as offline_cli
 from rnnrbm_live.offline import continuation as offline, output, render
@@ -793,7 +794,7 @@ def test_wav_normalise_peaks_near_full_scale(tmp_path):
 def test_rendered_wavs_peak_near_full_scale(random_model, e_major, tmp_path):
     import wave
     if isinstance(render.renderer(), str):
-        pytest.skip("fluidsynth or a soundfont is missing here")
+        needs("fluidsynth and a general midi soundfont (apt-get install fluidsynth)")
     result = continue_midi(e_major, bars=1, variations=1, seed=2, model=random_model,
                            device="cpu", out_dir=tmp_path, wav=True)
     with wave.open(str(result.wavs[0]), "rb") as f:

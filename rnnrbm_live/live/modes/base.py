@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
+from abc import ABC, abstractmethod
 from collections import deque
 from typing import Callable
 
@@ -52,7 +53,7 @@ def _clock_lost(composer: "Composer", now: float) -> bool:
     return lost
 
 
-class Composer:
+class Composer(ABC):
     """The shared part of a live mode; subclasses say what a frame is (`_advance`) and
     what the player's notes do (`_player_on`, `_player_off`)."""
 
@@ -112,8 +113,9 @@ class Composer:
         lost_at = self.grid.lost_at()
         return lost_at if wake is None or (lost_at is not None and lost_at < wake) else wake
 
+    @abstractmethod
     def _advance(self, now: float) -> float | None:
-        raise NotImplementedError
+        """Compute and publish the frames due by `now`; when to be called next."""
 
     def _while_stopped(self) -> None:
         """Work that can be done before the DAW starts (generate: its first frame)."""
@@ -247,8 +249,7 @@ class Composer:
             self.sender.publish(Slot(frame, self.epoch, offs, ons, extra))
 
     def _set_state(self, state: int, now: bool = False) -> tuple:
-        """Change the reported state; returns the CC message to send with the next slot
-        (or sends it at once with now=True)."""
+        """Change the reported state; its CC to send with the next slot (now=True: at once)."""
         if state == self.state:
             return ()
         self.state = state
