@@ -832,3 +832,33 @@ def test_plot_bar_ticks_sit_on_bar_lines_even_in_7_8():
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3"]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["primer",
                                                                    "continuation"]
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.1, 0.2, 0.4])
+def test_ctrl_c_while_starting_up_is_one_line_never_a_traceback(random_model, tmp_path, delay):
+    # Ctrl+C at any moment of the start (modules importing, options parsed, the model
+    # loading, the primer opened): one line and exit 130, whichever part it lands in.
+    # Before main's quick exit, a Ctrl+C during the imports printed a traceback (or
+    # onnxruntime's "initialization failed").
+    import signal
+    import subprocess
+    import time
+
+    fifo = tmp_path / "primer.mid"
+    os.mkfifo(fifo)  # never written: the command waits in its run at the latest
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rnnrbm_live.cli", "continue", str(fifo), "--model",
+         random_model, "--device", "cpu", "-o", str(tmp_path / "out")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert "Traceback" not in stderr, stderr
+    assert proc.returncode in (130, -signal.SIGINT), stderr  # -SIGINT: before Python's own handler
+    if proc.returncode == 130:
+        assert len(stderr.strip().splitlines()) == 1, stderr
+        assert stderr.startswith("rnnrbm-live: stopped (ctrl+c)"), stderr
+    assert stdout == ""

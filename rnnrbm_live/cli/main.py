@@ -11,11 +11,15 @@ SIGTERM, Ctrl+C or --stop-after exits 0 after silencing every note.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 
-from rnnrbm_live.cli import checks, options
-from rnnrbm_live.cli.options import PROG
+from rnnrbm_live.cli import PROG
 from rnnrbm_live.errors import UserError
+
+# The command's modules (options, checks) import numpy: they load inside main, once Ctrl+C
+# has its clean way out.
 
 
 # Options of the top level that every command takes as its own when written before it.
@@ -24,6 +28,7 @@ PORTS_TAKES = ("backend", "client_name")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from rnnrbm_live.cli import options
     return options.build_parser(run_ports, _add_offline_commands)
 
 
@@ -32,6 +37,7 @@ def apply_options_before_command(parser: argparse.ArgumentParser, args) -> None:
     before a command apply to it when it has them (as `git -C` or `docker --host` do), and
     are a one-line error when it has not, or when one is given twice, differently. Never
     silently dropped."""
+    from rnnrbm_live.cli import checks, options
     before = options.given(args, parser.prog)
     command = getattr(args, "command", None)
     if command is None:
@@ -60,6 +66,7 @@ def _add_offline_commands(sub) -> None:
 
 
 def run_ports(args) -> int:
+    from rnnrbm_live.cli import checks
     from rnnrbm_live.live import ports
     checks.check_client_name(getattr(args, "client_name", PROG))
     backend = ports.choose_backend(getattr(args, "backend", "auto"))
@@ -71,6 +78,24 @@ def run_ports(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGINT, _leave_at_once)
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        print(f"{PROG}: stopped (ctrl+c)", file=sys.stderr, flush=True)
+        return 130
+
+
+def _leave_at_once(signum, frame) -> None:
+    """Ctrl+C before a command has set up its own stop (the live engine's, or an offline
+    run's clean-up): nothing is written or sounding yet, so leave at once. A
+    KeyboardInterrupt raised inside an import can come out as another error (onnxruntime's
+    "initialization failed") or leave its threads waiting."""
+    os.write(2, f"{PROG}: stopped (ctrl+c)\n".encode())
+    os._exit(130)
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

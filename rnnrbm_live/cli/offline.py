@@ -4,6 +4,7 @@ one-line errors."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import Callable
 
@@ -132,6 +133,7 @@ def _guarded(run: Callable[[], Continuation], quiet: bool = False) -> int:
     UserError is one line on stderr and exit status 2, Ctrl+C one line and 130 (files
     are moved in only once all are written, so none is half written), never a
     traceback."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # main's quick exit ends here
     try:
         result = run()
     except UserError as e:

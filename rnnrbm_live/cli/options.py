@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import argparse
 
-from rnnrbm_live.cli import checks
+from rnnrbm_live.cli import PROG, checks  # noqa: F401  (PROG: the name messages start with)
 from rnnrbm_live.errors import UserError
 from rnnrbm_live.live.controls import CCMap, describe
 
-PROG = "rnnrbm-live"
 DEFAULT_MODEL = "nottingham"
 
 
