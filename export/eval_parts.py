@@ -16,7 +16,7 @@ from rnnrbm_live.errors import UserError
 from .measures import FrameResults
 
 FORMAT = "rnnrbm-eval-part/1"
-_TENSORS = ("ll", "logz_se", "acc", "ess", "chain")
+_TENSORS = ("ll", "logz_se", "acc", "ess", "chain", "played")
 # Settings that differ between the parts of one evaluation; everything else must agree.
 _PER_PART = ("shard", "first_frame", "end_frame", "seconds")
 
@@ -54,7 +54,7 @@ def load_part(path: str | os.PathLike) -> tuple[FrameResults, dict]:
             from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or "ll" not in tensors:
         raise UserError(f"{name}: not a part written by rnnrbm-eval --shard; give the files it wrote")
-    results = FrameResults(*(tensors.get(n) for n in _TENSORS), meta=meta)
+    results = FrameResults(**{n: tensors.get(n) for n in _TENSORS}, meta=meta)
     return results, meta
 
 
@@ -73,8 +73,8 @@ def combine(paths: list[str]) -> tuple[FrameResults, dict]:
             raise UserError(f"{name}: a part of another evaluation (it differs in {', '.join(differ)}); "
                             f"combine the parts of one run")
     _check_cover(parts, first_meta["shard"][1], first_meta["total_frames"])
-    merged = FrameResults(*(None if parts[0][0].chain is None and n == "chain"
-                            else torch.cat([getattr(r, n) for r, _, _ in parts]) for n in _TENSORS),
+    merged = FrameResults(**{n: None if getattr(parts[0][0], n) is None
+                             else torch.cat([getattr(r, n) for r, _, _ in parts]) for n in _TENSORS},
                           meta={**shared, "shard": [1, 1], "first_frame": 0,
                                 "end_frame": first_meta["total_frames"]})
     return merged, {**shared, "seconds": sum(m["seconds"] for _, m, _ in parts)}

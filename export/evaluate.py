@@ -173,6 +173,10 @@ def run(args: argparse.Namespace) -> dict:
     frames = frame_results(model, sequences, n_runs=args.runs, n_temps=args.temperatures,
                            acc_samples=args.acc_samples, acc_gibbs=args.acc_gibbs, seed=args.seed,
                            device=device, progress=not args.json_only, shard=args.shard or (1, 1))
+    # "ACC, played" needs no AIS; measured on the shard's frames, with a whole run's draws.
+    frames.played, played_facts = played.measure(args, model, sequences,
+                                                 slice(frames.meta["first_frame"], frames.meta["end_frame"]))
+    frames.meta.update(played_facts)
     data = args.data if args.data in DATASETS else str(Path(args.data))
     run_facts = {"checkpoint": str(path), "checkpoint_sha256": _sha256(path), "data": data,
                  "split": args.split, "max_seqs": args.max_seqs,
@@ -182,9 +186,7 @@ def run(args: argparse.Namespace) -> dict:
         out = part_path(args.parts_dir, args.shard)
         save_part(out, frames, run_facts)
         run_facts["part"] = str(out)
-        return _result(frames, run_facts)
-    # "ACC, played" needs no AIS and is measured on whole runs only (not per shard).
-    return {**_result(frames, run_facts), **played.measure(args, model, sequences)}
+    return _result(frames, run_facts)
 
 
 def _run_combine(args: argparse.Namespace) -> dict:
@@ -197,7 +199,8 @@ def _run_combine(args: argparse.Namespace) -> dict:
 
 def _result(frames, facts: dict) -> dict:
     keep = ("checkpoint", "data", "split", "max_seqs", "sampling_temperature")
-    return {**{k: facts[k] for k in keep}, **summarize(frames), "seconds": facts["seconds"],
+    return {**{k: facts[k] for k in keep}, **summarize(frames), **played.summary(frames.played, frames.meta),
+            "seconds": facts["seconds"],
             "device": facts["device"], "shard": frames.meta["shard"],
             "first_frame": frames.meta["first_frame"], "end_frame": frames.meta["end_frame"],
             "paper_rnn_rbm": PAPER_RNN_RBM.get(facts["data"])}

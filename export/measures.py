@@ -104,6 +104,7 @@ class FrameResults:
     ess: torch.Tensor                  # effective samples behind each acc
     chain: torch.Tensor | None         # accuracy of chains from silence (None: not measured)
     meta: dict = field(default_factory=dict)   # the settings and where the frames lie in the split
+    played: torch.Tensor | None = None  # "ACC, played": accuracy of what the step draws (played.py)
 
 
 def shard_frames(n_frames: int, chunk: int, shard: tuple[int, int]) -> tuple[int, int, int]:

@@ -36,33 +36,37 @@ def previous_frames(sequences: list[np.ndarray]) -> torch.Tensor:
 
 @torch.no_grad()
 def played_accuracies(model: RNNRBM, sequences: list[np.ndarray], sampler: Sampler, *, samples: int = 1,
-                      seed: int = 0, temperature: float = 1.0) -> torch.Tensor:
-    """Per frame [N] (float64): the expected accuracy of `samples` frames the step draws."""
+                      seed: int = 0, temperature: float = 1.0, frames: slice = slice(None)) -> torch.Tensor:
+    """Per frame [N] (float64): the expected accuracy of `samples` frames the step draws;
+    for `frames` of the split only (a shard), with the draws a whole run gives them."""
     v, bv, bh = frame_biases(model, sequences)
     prev = previous_frames(sequences).to(v.device)
     return accuracies_given(model.W.detach(), v, bv, bh, prev, sampler, samples=samples, seed=seed,
-                            temperature=temperature)
+                            temperature=temperature, frames=frames)
 
 
 @torch.no_grad()
 def accuracies_given(W: torch.Tensor, v: torch.Tensor, bv: torch.Tensor, bh: torch.Tensor, prev: torch.Tensor,
                      sampler: Sampler, *, samples: int = 1, seed: int = 0,
-                     temperature: float = 1.0) -> torch.Tensor:
-    """played_accuracies() for frames whose biases are already known."""
-    uniforms = Uniforms(W.device, [seed, 2])
+                     temperature: float = 1.0, frames: slice = slice(None)) -> torch.Tensor:
+    """played_accuracies() for frames whose biases are already known. Frames go in chunks
+    with noise of their own, numbered from the split's first frame, so any range of
+    frames gets the same draws as a run over all of them."""
     nv, nh = W.shape
+    first, end, _ = frames.indices(len(v))
     per_chunk = max(1, _FRAMES_PER_CHUNK // samples)
     accs = []
-    for start in range(0, len(v), per_chunk):
-        rows = slice(start, start + per_chunk)
+    for c in range(first // per_chunk, -(-end // per_chunk)):
+        rows = slice(c * per_chunk, (c + 1) * per_chunk)
         rep = [x[rows].repeat_interleave(samples, 0) for x in (v, bv, bh, prev)]
         n = rep[0].shape[0]
-        noise = uniforms.like((n, *noise_shape(sampler, nh, nv)))
+        noise = Uniforms(W.device, [seed, 2, c]).like((n, *noise_shape(sampler, nh, nv)))
         zeros = torch.zeros(n, nv, device=W.device)
         temp = torch.full((n, 1), float(temperature), device=W.device)
         drawn = draw(sampler, W, rep[1], rep[2], rep[3], noise, zeros, zeros, temp)
-        acc = frame_accuracy(drawn, rep[0])[0]
-        accs.append(acc.double().view(-1, samples).mean(1))
+        acc = frame_accuracy(drawn, rep[0])[0].double().view(-1, samples).mean(1)
+        lo, hi = max(first, rows.start), min(end, rows.stop)  # the chunk's frames in range
+        accs.append(acc[lo - rows.start:hi - rows.start])
     return torch.cat(accs)
 
 
@@ -84,15 +88,23 @@ def check(args) -> Sampler | None:
     return sampler_of(args.played_card) if args.played_card else DEFAULT_SAMPLER
 
 
-def measure(args, model: RNNRBM, sequences: list[np.ndarray]) -> dict:
-    """'ACC, played' for rnnrbm-eval: its mean and SEM over frames, and the sampler's label."""
+def measure(args, model: RNNRBM, sequences: list[np.ndarray], frames: slice = slice(None)) -> tuple[torch.Tensor | None, dict]:
+    """'ACC, played' for rnnrbm-eval: each frame's (None: skipped) and what was measured."""
     sampler = check(args)
     if sampler is None:
+        return None, {}
+    acc = played_accuracies(model, sequences, sampler, samples=args.played_samples, seed=args.seed,
+                            frames=frames)
+    return acc, {"played_sampler": sampler.label(), "played_samples": args.played_samples}
+
+
+def summary(played: torch.Tensor | None, meta: dict) -> dict:
+    """The split's 'ACC, played' from its frames': mean and SEM over frames, in %."""
+    if played is None:
         return {"acc_played": None}
-    acc = played_accuracies(model, sequences, sampler, samples=args.played_samples, seed=args.seed)
-    sem = float(acc.std() / np.sqrt(len(acc))) if len(acc) > 1 else float("nan")
-    return {"acc_played": 100 * float(acc.mean()), "acc_played_sem": 100 * sem, "played_sampler": sampler.label(),
-            "played_samples": args.played_samples}
+    sem = float(played.std() / np.sqrt(len(played))) if len(played) > 1 else float("nan")
+    return {"acc_played": 100 * float(played.mean()), "acc_played_sem": 100 * sem,
+            "played_sampler": meta["played_sampler"], "played_samples": meta["played_samples"]}
 
 
 def sampler_of(card_path: str) -> Sampler:

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # JSB test, first 5 chorales: a few hundred frames, so AIS chunks (20 frames at 100 runs)
 # fall inside sequences and across their ends.
 SMALL = ["--data", "jsb_chorales", "--split", "test", "--max-seqs", "5", "--runs", "100",
-         "--temperatures", "20", "--acc-samples", "3", "--acc-gibbs", "5", "--seed", "7",
+         "--temperatures", "20", "--acc-samples", "3", "--acc-gibbs", "5", "--played-samples", "2", "--seed", "7",
          "--device", "cpu", "--threads", "1", "--json-only"]
 
 
@@ -40,10 +40,10 @@ def run_json(argv: list[str], capsys) -> dict:
 
 
 def _numbers(r: dict) -> dict:
-    """What must agree between a whole run and a combined one: every number AIS and the
-    chains measured ("ACC, played" needs no AIS and is measured on whole runs only)."""
+    """What must agree between a whole run and a combined one: every number AIS, the
+    chains and the step's sampler ("ACC, played") measured."""
     skip = {"seconds", "checkpoint", "part"}
-    return {k: v for k, v in r.items() if k not in skip and "played" not in k}
+    return {k: v for k, v in r.items() if k not in skip}
 
 
 @pytest.mark.parametrize("n_shards", [2, 3, 7])
@@ -59,7 +59,23 @@ def test_combined_shards_equal_one_unsharded_run(checkpoint, tmp_path, capsys, n
     combined = run_json(["--combine", *parts], capsys)
     assert _numbers(combined) == _numbers(whole)  # exactly: same floats, not merely close
     assert combined["frames"] == whole["frames"] > 100
-    assert whole["acc_played"] is not None and "acc_played" not in combined
+    assert whole["acc_played"] is not None and whole["played_samples"] == 2
+
+
+def test_acc_played_of_any_range_of_frames_is_that_range_of_a_whole_run(checkpoint):
+    # The step's draws are keyed by chunk of the split, not by where a shard starts.
+    from rnnrbm_export.checkpoint import load_checkpoint
+    from rnnrbm_export.played import played_accuracies
+    from rnnrbm_export.sampler import DEFAULT_SAMPLER
+    from rnnrbm_live.midi.datasets import load_split
+
+    model = load_checkpoint(checkpoint)[0]
+    sequences = load_split("jsb_chorales", "test")[:5]
+    whole = played_accuracies(model, sequences, DEFAULT_SAMPLER, samples=3, seed=4)
+    for first, end in ((0, 1), (5, 170), (170, 171), (169, len(whole)), (100, 341)):
+        part = played_accuracies(model, sequences, DEFAULT_SAMPLER, samples=3, seed=4,
+                                 frames=slice(first, end))
+        assert torch.equal(part, whole[first:end])
 
 
 def test_shards_are_whole_chunks_covering_every_frame_once():
