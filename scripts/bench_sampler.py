@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_step import bare_run, timings  # noqa: E402
 from own_acc import cache_path  # noqa: E402
 from rnnrbm_export.checkpoint import load_checkpoint  # noqa: E402
-from rnnrbm_export.evaluate import frame_biases  # noqa: E402
+from rnnrbm_export.frames import frame_biases  # noqa: E402
 from rnnrbm_export.onnx_export import export_model  # noqa: E402
 from rnnrbm_export.played import accuracies_given, previous_frames  # noqa: E402
 from rnnrbm_export.sampler import DEFAULT_SAMPLER, Sampler  # noqa: E402

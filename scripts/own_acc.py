@@ -23,7 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rnnrbm_export.checkpoint import load_checkpoint  # noqa: E402
-from rnnrbm_export.evaluate import frame_biases, ais_measures  # noqa: E402
+from rnnrbm_export.frames import frame_biases  # noqa: E402
+from rnnrbm_export.measures import ais_measures  # noqa: E402
 from rnnrbm_live.midi.datasets import load_split  # noqa: E402
 
 CACHE = Path("runs/sampler")
