@@ -284,8 +284,8 @@ def main(argv: list[str]) -> int:
         return 2
     helper = Helper(client, block, want_input, wake_fd)
     gc.freeze()       # what lives all run is never traversed again
-    signal.signal(signal.SIGTERM, _on_sigterm)
     print(f"ready {client.samplerate} {client.blocksize}", flush=True)
+    signal.signal(signal.SIGTERM, _on_sigterm)     # from here on: silence, then leave
     _wait_for_engine()
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # leaving already
     helper.leave()
