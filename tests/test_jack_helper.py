@@ -8,7 +8,8 @@ visible before its contents (a weakly ordered CPU) is not taken until it is whol
 
 The helper's lifetime, end to end on a real JACK server: killed -9, the engine leaves no
 note sounding (an independent receiver sees a note-off for every note-on) and no port
-behind; the helper killed, the engine ends with one line.
+behind; the helper killed (or terminated: then it silences its notes first), the engine
+ends with one line.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import jack_ports
@@ -178,15 +180,18 @@ def test_the_helper_leaves_and_silences_when_the_engine_is_killed(
 
 
 @_e2e
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_a_helper_killed_ends_the_engine_with_one_line(
-        jack_server, receiver, engine_process, live_model):
+        sig, jack_server, receiver, engine_process, live_model):
     p = _native(engine_process, live_model, "--mode", "generate", "--bpm", "200",
                 "--out-port", receiver.name)
     p.wait_for("ctrl+c stops")
     _wait(receiver.note_events, 10, "notes")
-    os.kill(_helper_of(p), signal.SIGKILL)
+    os.kill(_helper_of(p), sig)
     assert p.proc.wait(15) == 2
     p._reader.join(2)
     errors = [line for line in p.lines if "error" in line]
     assert len(errors) == 1 and "helper process" in errors[0], p.lines[-3:]
     assert not [line for line in p.lines if "Traceback" in line]
+    if sig == signal.SIGTERM:   # it silences what it sounded before it goes
+        assert not _hanging(receiver.note_events())
