@@ -8,10 +8,10 @@
    frame (last_frame_time + offset). Reported: deviation of every note event from the
    ideal grid t0 + k*dt (p50/p99/max), events lost (sent per --record minus received),
    notes left hanging, and xruns the receiver saw (and, for comparison, saw with no
-   engine running at all: the machine's own xruns). On the native path the grid is in JACK
-   frames, so the deviation is frame arithmetic; on the RtMidi path the grid is on the
-   monotonic clock and frames are mapped to it through the receiver's cycles (the lower
-   envelope of perf_counter - frame/rate), as before.
+   engine running at all, just before each setting's runs: the machine's own xruns).
+   On the native path the grid is in JACK frames, so the deviation is frame arithmetic;
+   on the RtMidi path the grid is on the monotonic clock and frames are mapped to it
+   through the receiver's cycles (the lower envelope of perf_counter - frame/rate).
 2. Input. A JACK-Client sender plays notes at known odd frames into the continue mode
    with --record: each recorded onset against the frame it was played at (native: its
    sample, from the file's own tempo and t0; both paths: inter-onset deviation).
@@ -22,7 +22,7 @@
 
 Goal (issue 14): native p99 <= 0.05 ms, nothing lost, no xrun caused by the engine.
 
-    python scripts/bench_live.py                 # 120 s per run: about 25 minutes
+    python scripts/bench_live.py                 # 120 s per run: about 35 minutes
     python scripts/bench_live.py --seconds 20    # a quick look
 """
 
@@ -305,12 +305,13 @@ def output_section(model, paths, settings, busy_modes, seconds, folder) -> bool:
     print(row(("path", "grid", "load", "events", "lost", "hanging", "xruns",
                "p50 / p99 / max", "engine late")))
     print(row(("---",) * 9), flush=True)
-    for busy in busy_modes:
-        print(row(("no engine", "-", "busy" if busy else "none", "-", "-", "-",
-                   baseline_xruns(seconds, busy), "-", "-")), flush=True)
     ok = True
     for bpm, fpb in settings:
         for busy in busy_modes:
+            # The machine's own xruns, next to each pair of runs: an engine's xruns
+            # beyond this baseline (and its run-to-run spread) are the engine's.
+            print(row(("no engine", f"{bpm:g} bpm, 1/{4 * fpb}", "busy" if busy else "none",
+                       "-", "-", "-", baseline_xruns(seconds, busy), "-", "-")), flush=True)
             for path in paths:
                 r = timing_run(model, path, bpm, fpb, seconds, busy, folder)
                 if path == "native":

@@ -66,7 +66,6 @@ def _play(args) -> int:
     from rnnrbm_live.live.port_watch import ServerGone
     from rnnrbm_live.live.engine import Engine, LiveConfig
     from rnnrbm_live.live.recording import MAX_MESSAGES, dropped_messages, write_recording
-    from rnnrbm_live.live.sender import try_realtime
     from rnnrbm_live.midi.roll import N_KEYS
     from rnnrbm_live.model.session import StepSession
 
@@ -93,8 +92,7 @@ def _play(args) -> int:
         state_cc=args.state_cc, cc=cc_map(args), stop_after_s=args.stop_after,
         record=args.record is not None, learned_in_c=session.model.learned_in_c,
         realtime_priority=args.realtime_priority,
-        clock_window=1 if backend.native else 24,
-        compute_priority=_helper_priority(backend, args.realtime_priority))
+        clock_window=1 if backend.native else 24)
 
     holder: dict = {}
 
@@ -109,7 +107,7 @@ def _play(args) -> int:
                         out_name=opened.out_name, **native)
         holder["engine"] = holder["ran"] = engine
         if backend.native:
-            opened.start_input(engine.on_message, config.compute_priority)
+            opened.start_input(engine.on_message)
         else:
             watch.links = _connection_watch(opened, args.client_name, engine, say)
         _banner(say, args, backend, opened, session, config, per_step)
@@ -118,8 +116,6 @@ def _play(args) -> int:
             engine.stop(stopper.reason)
         ready = _ready_line(args, opened)
         gc.freeze()  # what lives all run (the model, tables) is never traversed again
-        if config.compute_priority:
-            try_realtime(config.compute_priority)  # this thread checks the ports: GIL too
 
         def started() -> None:
             say(ready)
@@ -249,13 +245,6 @@ def _open_ports(portmod, backend, args, on_message):
     except BaseException:
         opened.close()
         raise
-
-
-def _helper_priority(backend, realtime_priority: int) -> int:
-    """JACK-native: the process callback runs Python and needs the GIL, so the threads
-    that take it (compute, input) run realtime too, below the sending thread, lest a
-    busy machine preempt one while it holds the GIL (an xrun). Elsewhere: not needed."""
-    return max(1, realtime_priority - 10) if backend.native and realtime_priority else 0
 
 
 def _record_resolution(backend, opened, bpm: float) -> int:

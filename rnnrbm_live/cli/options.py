@@ -173,8 +173,7 @@ def build_parser(run_ports, add_offline_commands) -> argparse.ArgumentParser:
                         "notes pressed later join the next frame (default %(default)g)")
     g.add_argument("--realtime-priority", type=int, default=40, metavar="N",
                    help="ask for realtime (SCHED_FIFO) priority N for the sending thread, "
-                        "below a jack server's usual 70 (jack-native: the other threads "
-                        "at N-10); 0: do not ask (default %(default)s; without the "
+                        "below a jack server's usual 70; 0: do not ask (default %(default)s; without the "
                         "permission it runs at normal priority)")
     g.add_argument("--record", metavar="FILE.mid", default=None,
                    help="write what was played, both sides, to FILE.mid on exit")

@@ -31,7 +31,7 @@ from rnnrbm_live.live.midi_clock import TICKS_PER_BEAT, MidiClockFollower, MidiC
 from rnnrbm_live.live.modes import make_composer
 from rnnrbm_live.live.notes import NoteMessages
 from rnnrbm_live.live.recording import MessageLog
-from rnnrbm_live.live.sender import PortFailed, Sender, run_sender_thread, try_realtime
+from rnnrbm_live.live.sender import PortFailed, Sender, run_sender_thread
 
 SWITCH_INTERVAL_S = 0.0005  # the GIL hand-over: 5 ms by default would delay the sender
 PORT_CHECK_S = 0.5
@@ -62,8 +62,6 @@ class LiveConfig:
     realtime_priority: int = 0         # SCHED_FIFO priority for the sending thread; 0: no
     clock_window: int = TICKS_PER_BEAT  # ticks in the tempo estimate; 1 where each tick
                                         # carries its own sample-accurate time (JACK-native)
-    compute_priority: int = 0          # SCHED_FIFO for the compute thread (JACK-native: a
-                                       # GIL holder must not be preempted; see timing.md)
 
     @property
     def frame_seconds(self) -> float:
@@ -227,7 +225,6 @@ class Engine:
     def _compute_loop(self) -> None:
         clock = self.clock
         wake = self.compute_wake
-        try_realtime(self.config.compute_priority)
         try:
             while not self.stop_event.is_set():
                 wake.clear()

@@ -1,35 +1,43 @@
-"""The JACK-native MIDI path: one JACK client, its ports, and its process callback.
+"""The JACK-native MIDI path, as the engine sees it: our JACK client lives in a helper
+process (jack_helper.py: its ports and its process callback), and this side talks to it
+through shared memory (jack_shm.py).
 
-The process callback runs once a JACK period on JACK's own thread. It reads the input
-port's events with their own sample offsets into a ring, and writes each queued output
-event at its exact sample offset in the period it falls in. Its rules (JACK's real-time
-rules, as far as Python allows):
-- no model work, no message building: the sending side queues raw MIDI bytes ahead of
-  time, each with its frame; the input side's messages are parsed elsewhere;
-- no locks that another thread of ours holds and no waiting: every queue is a
-  single-producer single-consumer ring of fixed size, allocated once, whose two indices
-  are each written by one side only (one attribute store each, atomic under CPython);
-- it wakes the input reader with a non-blocking write to a pipe, never a lock.
-Python itself still needs the GIL to run the callback: the engine keeps its hold short
-(sys.setswitchinterval) and the onnxruntime step releases it; docs/timing.md says what
-that costs.
+The helper process has no other Python work, so its process callback never waits for an
+interpreter lock that the engine's threads hold (docs/timing.md). This side:
+- starts the helper with the shared block and the input wake-up pipe, and waits for its
+  ready line (or its one-line reason it could not open the client);
+- queues output events (frame, epoch, MIDI clock tick, raw bytes) and urgent events in
+  the shared rings, and raises the epoch floor below which queued events are dropped;
+- reads the input ring and the helper's counters (late, lost, xruns, dropped input);
+- keeps a second JACK client of its own, with no ports and no process callback (never
+  activated, so JACK never waits for it), for what is asked rather than timed: JACK's
+  frame clock (jack_frame_time reads the server's shared timer, no round trip), the port
+  list, connecting ports, latency;
+- notices the helper gone (its exit status) or the server gone (the helper's shutdown
+  flag), and on close tells the helper to leave and waits for it.
 
-Times are JACK frames: an event at frame F is written at offset F - last_frame_time of
-the period holding F, as every JACK client stamps events (last_frame_time + offset).
-JACK's 32-bit frame counter wraps every 24.8 hours at 48 kHz; frames here are unwrapped
-to Python ints, so they never do.
+Times are JACK frames: the helper writes an event for frame F at offset F - start of the
+period holding F. JACK's 32-bit frame counter wraps every 24.8 hours at 48 kHz; frames
+here are unwrapped to Python ints (the helper publishes each period's unwrapped start).
 """
 
 from __future__ import annotations
 
 import os
-from array import array
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rnnrbm_live.live.jack_shm import (CALLBACK_ERROR, CYCLE_BASE, DROPPED, FLOOR, LATE,
+                                       LOST, MAX_LATE, SHUT_DOWN, XRUNS, SharedBlock, pack,
+                                       unpack)
 
 WRAP = 1 << 32
-RING_SIZE = 4096            # events; a power of two. Several seconds of dense music.
-MAX_SHORT = 3               # bytes of the longest message the input keeps (no sysex)
 NOW = -1                    # the frame of an urgent event: the next period's first sample
-MAX_TICKS_PER_PERIOD = 64
+READY_TIMEOUT_S = 20.0      # a fresh interpreter importing JACK-Client, on a busy machine
+LEAVE_WAIT_S = 3.0
 
 
 def available() -> bool:
@@ -42,260 +50,105 @@ def available() -> bool:
     return True
 
 
-class Ring:
-    """Fixed-size single-producer single-consumer queue of (frame, epoch, bytes)."""
+class HelperOpenError(Exception):
+    """The helper could not open our JACK client; `name_taken` if the name is in use."""
 
-    def __init__(self, size: int = RING_SIZE):
-        if size & (size - 1):
-            raise ValueError(f"ring size must be a power of two, got {size}")
-        self.mask = size - 1
-        self.size = size
-        self.frames = array("q", bytes(8 * size))
-        self.epochs = array("q", bytes(8 * size))
-        self.ticks = array("q", bytes(8 * size))    # MIDI clock position, or NO_TICK
-        self.data: list[bytes] = [b""] * size
-        self.w = 0      # written by the producer only
-        self.r = 0      # written by the consumer only
-
-    def __len__(self) -> int:
-        return self.w - self.r
-
-    def push(self, frame: int, epoch: int, data: bytes, tick: int = -1) -> bool:
-        """Queue one event, for `frame`, or (tick >= 0) for the MIDI clock tick at song
-        position `tick`; False (nothing queued) when the ring is full."""
-        w = self.w
-        if w - self.r > self.mask:
-            return False
-        i = w & self.mask
-        self.frames[i] = frame
-        self.epochs[i] = epoch
-        self.ticks[i] = tick
-        self.data[i] = data
-        self.w = w + 1  # last: the consumer sees the slot only once it is whole
-        return True
-
-
-class InputRing:
-    """The input's events, written by the process callback: frames and up to three bytes
-    each, in storage allocated once."""
-
-    def __init__(self, size: int = RING_SIZE):
-        self.mask = size - 1
-        self.frames = array("q", bytes(8 * size))
-        self.lengths = bytearray(size)
-        self.bytes = bytearray(MAX_SHORT * size)
-        self.w = 0
-        self.r = 0
-        self.dropped = 0    # events lost to a full ring (the reader stalled)
-
-    def pop(self) -> tuple[int, bytes] | None:
-        """The oldest event as (frame, message bytes); None when empty. Reader side."""
-        r = self.r
-        if r == self.w:
-            return None
-        i = r & self.mask
-        at = MAX_SHORT * i
-        event = (self.frames[i], bytes(self.bytes[at:at + self.lengths[i]]))
-        self.r = r + 1
-        return event
-
-
-class TickTracker:
-    """Song position of the MIDI clock on our input, as the process callback reads it
-    (Start: 0; Song Position: 6 per sixteenth; ticks count only while running, as the
-    engine's follower counts them), and where this period's ticks fell."""
-
-    def __init__(self, size: int = MAX_TICKS_PER_PERIOD):
-        self.running = False
-        self.next = 0                        # the position of the next tick
-        self.positions = array("q", bytes(8 * size))
-        self.offsets = array("q", bytes(8 * size))
-        self.count = 0                       # ticks in this period
-
-    def read(self, offset: int, status: int, data: bytes = b"") -> None:
-        """One system message at `offset`: its status byte (and, for a Song Position
-        Pointer, its three bytes)."""
-        if status == 0xF8:
-            if self.running:
-                n = self.count
-                if n < len(self.positions):
-                    self.positions[n] = self.next
-                    self.offsets[n] = offset
-                    self.count = n + 1
-                self.next += 1
-        elif status == 0xFA:
-            self.next = 0
-            self.running = True
-        elif status == 0xFB:
-            self.running = True
-        elif status == 0xFC:
-            self.running = False
-        elif status == 0xF2 and len(data) == 3:
-            self.next = 6 * (data[1] | data[2] << 7)
-
-    def offset_of(self, position: int) -> int:
-        """The offset of tick `position` in this period; -1 if it came earlier (late),
-        -2 if it has not come yet."""
-        for j in range(self.count):
-            if self.positions[j] == position:
-                return self.offsets[j]
-        return -1 if position < self.next else -2
+    def __init__(self, text: str, name_taken: bool = False):
+        super().__init__(text)
+        self.name_taken = name_taken
 
 
 class JackMidi:
-    """One JACK client with a MIDI output and (optionally) a MIDI input, both ours."""
+    """Our JACK client (in its helper process) and what the engine needs of it."""
 
     def __init__(self, client_name: str, want_input: bool = True):
-        import jack
-        self.jack = jack
-        self.client = jack.Client(client_name, use_exact_name=True, no_start_server=True)
-        self.rate = self.client.samplerate
-        self.period = self.client.blocksize
-        self.out_port = self.client.midi_outports.register("out")
-        self.in_port = self.client.midi_inports.register("in") if want_input else None
-        self.timed = Ring()
-        self.urgent = Ring()
-        self.input = InputRing()
-        self.clock = TickTracker()
-        self.floor = 0              # timed events of older epochs are dropped unsent
-        self.late_events = 0        # timed events written after their frame had passed
-        self.lost_events = 0        # events JACK's period buffer had no room for
-        self.max_late_frames = 0
-        self.cycles = 0
-        self.xruns = 0
-        self.shut_down: str | None = None   # why the server dropped us, once it has
-        self.callback_error: str | None = None  # a bug in the callback, for the watch
-        self._hi = 0                        # the unwrapped frame counter's upper part
-        self._raw = self.client.frame_time
-        self.cycle_base = self._raw         # last_frame_time of the latest period, unwrapped
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_w, False)
-        self.client.set_process_callback(self._process)
-        self.client.set_xrun_callback(self._xrun)
-        self.client.set_shutdown_callback(self._shutdown)
-        self.client.activate()
-
-    # ------------------------------------------------------------ JACK's thread
-
-    def _process(self, nframes: int) -> None:
+        self.block = SharedBlock()
+        self._wake_r, wake_w = os.pipe()
+        self._closing = False
         try:
-            self._cycle(nframes)
-        except Exception as e:  # noqa: BLE001 - JACK-Client would never call us again
-            self.callback_error = f"{type(e).__name__}: {e}"
-
-    def _cycle(self, nframes: int) -> None:
-        raw = self.client.last_frame_time
-        if raw < self._raw:
-            self._hi += WRAP
-        self._raw = raw
-        base = self._hi + raw
-        self.cycle_base = base
-        self.cycles += 1
-        if self.in_port is not None:
-            self._read_input(base)
-        self._write_output(base, base + nframes)
-
-    def _read_input(self, base: int) -> None:
-        ring = self.input
-        clock = self.clock
-        clock.count = 0
-        got = False
-        for offset, data in self.in_port.incoming_midi_events():
-            n = len(data)
-            status = ord(data[0])            # a cffi buffer's items are bytes
-            if n > MAX_SHORT or status == 0xF0:
-                continue                     # sysex: not ours to read
-            if status >= 0xF2:
-                clock.read(offset, status, bytes(data) if status == 0xF2 else b"")
-            w = ring.w
-            if w - ring.r > ring.mask:
-                ring.dropped += 1
-                continue
-            i = w & ring.mask
-            ring.frames[i] = base + offset
-            ring.lengths[i] = n
-            ring.bytes[MAX_SHORT * i:MAX_SHORT * i + n] = data
-            ring.w = w + 1
-            got = True
-        if got:
-            try:
-                os.write(self._wake_w, b"!")
-            except (BlockingIOError, OSError):
-                pass                         # the reader has a wake-up pending already
-
-    def _write_output(self, base: int, end: int) -> None:
-        port = self.out_port
-        port.clear_buffer()
-        urgent = self.urgent
-        r = urgent.r
-        while r != urgent.w:
-            self._write(port, 0, urgent.data[r & urgent.mask])
-            r += 1
-        urgent.r = r
-        timed = self.timed
-        floor = self.floor
-        last = 0
-        r = timed.r
-        while r != timed.w:
-            i = r & timed.mask
-            if timed.epochs[i] < floor:      # thrown away by the sending side
-                r += 1
-                continue
-            tick = timed.ticks[i]
-            if tick >= 0:                    # on a MIDI clock tick: where it came
-                if not self.clock.running:   # stopped: no tick comes, none is late
-                    break
-                offset = self.clock.offset_of(tick)
-                if offset == -2:
-                    break
-                frame = base + offset if offset >= 0 else base - 1
-            else:
-                frame = timed.frames[i]
-                if frame >= end:
-                    break
-                offset = frame - base
-            if offset < 0:
-                self.late_events += 1
-                if -offset > self.max_late_frames:
-                    self.max_late_frames = -offset
-                offset = 0
-            if offset < last:
-                offset = last                # JACK keeps a period's events in order
-            self._write(port, offset, timed.data[i])
-            last = offset
-            r += 1
-        timed.r = r
-
-    def _write(self, port, offset: int, data: bytes) -> None:
+            self.helper = _start_helper(client_name, want_input, self.block.fd, wake_w)
+        finally:
+            os.close(wake_w)
         try:
-            port.write_midi_event(offset, data)
-        except self.jack.JackError:
-            self.lost_events += 1            # the period's buffer is full: JACK's limit
+            self.rate, self.period = _ready(self.helper)
+            self.client = _query_client(client_name)
+        except BaseException:
+            self.close()
+            raise
+        self.name = client_name
+        self.out_port = self.client.get_port_by_name(f"{client_name}:out")
+        self.in_port = (self.client.get_port_by_name(f"{client_name}:in")
+                        if want_input else None)
 
-    def _xrun(self, delayed_usecs: float) -> None:
-        self.xruns += 1
+    # ------------------------------------------------------------ the helper's counters
 
-    def _shutdown(self, status, reason: str) -> None:
-        self.shut_down = reason or "the server shut down"
+    late_events = property(lambda self: self.block[LATE])
+    lost_events = property(lambda self: self.block[LOST])
+    max_late_frames = property(lambda self: self.block[MAX_LATE])
+    xruns = property(lambda self: self.block[XRUNS])
+    input_dropped = property(lambda self: self.block[DROPPED])
+
+    @property
+    def callback_error(self) -> str | None:
+        return self.block.text() if self.block[CALLBACK_ERROR] else None
+
+    @property
+    def server_gone(self) -> str | None:
+        """Why the server dropped us, once it has."""
+        return (self.block.text() or "the server shut down") if self.block[SHUT_DOWN] else None
+
+    @property
+    def helper_gone(self) -> str | None:
+        """How the helper process ended, if it has and we did not ask it to."""
+        code = self.helper.poll()
+        if code is None or self._closing:
+            return None
+        return f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+
+    @property
+    def shut_down(self) -> str | None:
+        """Why nothing we queue can reach JACK any more (server or helper gone)."""
+        if (server := self.server_gone) is not None:
+            return f"the jack server shut us down: {server}"
+        if (helper := self.helper_gone) is not None:
+            return f"the jack client's helper process ended ({helper})"
+        return None
 
     # ------------------------------------------------------------ the sending side
 
     def send_at(self, frame: int, epoch: int, data: bytes, tick: int = -1) -> bool:
         """Queue `data` for JACK frame `frame`, or (tick >= 0) for the MIDI clock tick at
         song position `tick` on our input (queued in order); False if full."""
-        return self.timed.push(frame, epoch, data, tick)
+        return self.block.timed.push(frame, epoch, tick, pack(data))
 
     def send_now(self, data: bytes) -> bool:
         """Queue `data` for the start of the next period, before any timed event."""
-        return self.urgent.push(NOW, 0, data)
+        return self.block.urgent.push(pack(data))
 
     def drop_before(self, epoch: int) -> None:
         """Timed events of epochs below `epoch` are dropped, unless already written."""
-        if epoch > self.floor:
-            self.floor = epoch
+        if epoch > self.block[FLOOR]:
+            self.block[FLOOR] = epoch
 
     def drop_all(self) -> None:
-        self.floor = 1 << 62
+        self.block[FLOOR] = 1 << 62
+
+    # ------------------------------------------------------------ input
+
+    def skip_input(self) -> None:
+        """What came before now is not ours to read."""
+        self.block.input.skip_all()
+
+    def pop_input(self) -> tuple[int, bytes] | None:
+        """The oldest input event as (frame, message bytes); None when there is none."""
+        event = self.block.input.pop()
+        return None if event is None else (event[0], unpack(event[1]))
+
+    def wait_input(self, timeout: float) -> None:
+        """Block until the helper has read input (or `timeout` seconds pass)."""
+        ready, _, _ = select.select([self._wake_r], [], [], timeout)
+        if ready:
+            os.read(self._wake_r, 4096)
 
     # ------------------------------------------------------------ any thread
 
@@ -304,37 +157,83 @@ class JackMidi:
         never before that period's start: the estimate can lag the periods the callback
         has already run (seen on the dummy backend), and input read in a period must not
         look as if it came from the future."""
-        base = self.cycle_base
+        base = self.block[CYCLE_BASE]
         delta = (self.client.frame_time - base) % WRAP
         if delta >= WRAP // 2:
             delta = 0
         return base + delta
 
-    def wait_input(self, timeout: float) -> None:
-        """Block until the callback has read input (or `timeout` seconds pass)."""
-        import select
-        ready, _, _ = select.select([self._wake_r], [], [], timeout)
-        if ready:
-            os.read(self._wake_r, 4096)
-
     def flush(self, timeout: float = 0.5) -> bool:
         """Wait until JACK has written every urgent event (the final note-offs)."""
-        import time
         deadline = time.monotonic() + timeout
-        while len(self.urgent) and self.shut_down is None:
+        while len(self.block.urgent) and self.shut_down is None:
             if time.monotonic() > deadline:
                 return False
             time.sleep(self.period / self.rate)
-        return not len(self.urgent)
+        return not len(self.block.urgent)
 
     def close(self) -> None:
-        try:
-            self.client.deactivate()
-            self.client.close()
-        except Exception:  # noqa: BLE001 - the server may be gone; nothing left to do
-            pass
-        for fd in (self._wake_r, self._wake_w):
+        """Tell the helper to leave (it silences what still sounds), wait for it, and
+        close our query client."""
+        self._closing = True
+        helper = self.helper if hasattr(self, "helper") else None
+        if helper is not None:
+            _stop_helper(helper)
+        client = getattr(self, "client", None)
+        if client is not None and self.server_gone is None:
             try:
-                os.close(fd)
-            except OSError:
+                client.close()
+            except Exception:  # noqa: BLE001 - the server may be gone; nothing left to do
                 pass
+        os.close(self._wake_r)
+        self.block.close()
+
+
+def _start_helper(name: str, want_input: bool, fd: int, wake_w: int) -> subprocess.Popen:
+    """`python -m rnnrbm_live.live.jack_helper`, importing this copy of the package. Its
+    stderr is ours (libjack's lines go where ours do: hidden unless -v)."""
+    env = os.environ.copy()
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return subprocess.Popen(
+        [sys.executable, "-m", "rnnrbm_live.live.jack_helper", name,
+         "1" if want_input else "0", str(fd), str(wake_w)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(fd, wake_w), env=env)
+
+
+def _ready(helper: subprocess.Popen) -> tuple[int, int]:
+    """The helper's ready line: (sample rate, period); HelperOpenError if it has none."""
+    ready, _, _ = select.select([helper.stdout], [], [], READY_TIMEOUT_S)
+    line = helper.stdout.readline().decode(errors="replace").strip() if ready else ""
+    words = line.split()
+    if words[:1] == ["ready"] and len(words) == 3:
+        return int(words[1]), int(words[2])
+    if line == "error name-taken":
+        raise HelperOpenError(line, name_taken=True)
+    if words[:1] == ["error"]:
+        raise HelperOpenError(line[len("error "):])
+    code = helper.poll()
+    raise HelperOpenError("its helper process did not start (" + (
+        f"exit status {code}" if code is not None else f"no answer in {READY_TIMEOUT_S:g} s")
+        + ")")
+
+
+def _query_client(name: str):
+    """A client for questions (frame clock, ports, connections, latency): no ports, no
+    process callback, never activated."""
+    import jack
+    return jack.Client(f"{name}-query", no_start_server=True)
+
+
+def _stop_helper(helper: subprocess.Popen) -> None:
+    try:
+        helper.stdin.write(b"q")
+        helper.stdin.close()
+    except OSError:
+        pass                             # gone already
+    try:
+        helper.wait(LEAVE_WAIT_S)
+    except subprocess.TimeoutExpired:
+        helper.kill()
+        helper.wait()
+    helper.stdout.close()

@@ -23,9 +23,8 @@ import mido
 
 from rnnrbm_live.errors import UserError
 from rnnrbm_live.live.jack_clock import JackFrameClock
-from rnnrbm_live.live.jack_midi import JackMidi
+from rnnrbm_live.live.jack_midi import HelperOpenError, JackMidi
 from rnnrbm_live.live.jack_sender import JackSender
-from rnnrbm_live.live.sender import try_realtime
 from rnnrbm_live.live.ports import match_port, quiet_stderr
 
 PLAYBACK_LATENCY = 1    # JackPlaybackLatency in jack_latency_callback_mode_t
@@ -50,24 +49,20 @@ class NativePorts:
 
     # ------------------------------------------------------------ input
 
-    def start_input(self, on_message: Callable[[mido.Message, float], None],
-                    priority: int = 0) -> None:
+    def start_input(self, on_message: Callable[[mido.Message, float], None]) -> None:
         """Hand every input event from now on to on_message(msg, t), t its JACK time, on
-        a thread of its own (SCHED_FIFO `priority` if allowed, as every thread that
-        takes the GIL the process callback needs)."""
-        ring = self.midi.input
-        ring.r = ring.w                     # what came before the engine: not ours
-        self._reader = threading.Thread(target=self._read, args=(on_message, priority),
+        a thread of its own."""
+        self.midi.skip_input()              # what came before the engine: not ours
+        self._reader = threading.Thread(target=self._read, args=(on_message,),
                                         name="rnnrbm-jack-input", daemon=True)
         self._reader.start()
 
-    def _read(self, on_message, priority: int) -> None:
-        try_realtime(priority)
-        midi, ring, rate = self.midi, self.midi.input, self.midi.rate
+    def _read(self, on_message) -> None:
+        midi, rate = self.midi, self.midi.rate
         parser = mido.Parser()
         while not self._stop.is_set():
             midi.wait_input(0.1)
-            while (event := ring.pop()) is not None:
+            while (event := midi.pop_input()) is not None:
                 frame, data = event
                 parser.feed(data)
                 for msg in parser:
@@ -78,9 +73,13 @@ class NativePorts:
     def check(self) -> None:
         """Raise UserError when the server or a port we were connected to is gone."""
         midi = self.midi
-        if midi.shut_down is not None:
+        if midi.server_gone is not None:
             raise UserError("the jack server is gone (note-offs were attempted); start "
                             "jack again, then restart rnnrbm-live")
+        if (how := midi.helper_gone) is not None:
+            raise UserError(f"the jack client's helper process (pid {midi.helper.pid}) "
+                            f"ended ({how}); its notes may still sound: restart "
+                            "rnnrbm-live")
         if midi.callback_error is not None:
             raise RuntimeError(f"in the jack process callback: {midi.callback_error}")
         names = {p.name for p in midi.client.get_ports(is_midi=True)}
@@ -94,7 +93,7 @@ class NativePorts:
         midi = self.midi
         return {"jack_late_events": midi.late_events, "jack_lost_events": midi.lost_events,
                 "jack_max_late_frames": midi.max_late_frames, "jack_xruns": midi.xruns,
-                "jack_input_dropped": midi.input.dropped, "jack_rate": midi.rate,
+                "jack_input_dropped": midi.input_dropped, "jack_rate": midi.rate,
                 "jack_period": midi.period}
 
     # ------------------------------------------------------------ latency
@@ -160,12 +159,14 @@ def open_native(out_port: str | None, in_port: str | None, client_name: str,
     """Our JACK client, its ports made and connected as --out-port / --in-port say."""
     import jack
     try:
-        with quiet_stderr():
-            midi = JackMidi(client_name, want_input=want_input)
-    except jack.JackOpenError as e:
-        if e.status.name_not_unique:
+        midi = JackMidi(client_name, want_input=want_input)
+    except HelperOpenError as e:
+        if e.name_taken:
             raise UserError(f"a jack client named {client_name} already exists (another "
                             "rnnrbm-live?); stop it or pass --client-name NAME") from None
+        raise UserError(f"jack midi: cannot open a client ({str(e).lower()}); check that "
+                        "the jack server is running") from None
+    except jack.JackOpenError as e:
         raise UserError(f"jack midi: cannot open a client ({str(e).lower()}); check that "
                         "the jack server is running") from None
     try:
@@ -177,10 +178,11 @@ def open_native(out_port: str | None, in_port: str | None, client_name: str,
 
 def _connect(midi: JackMidi, out_port, in_port, want_input) -> NativePorts:
     client = midi.client
+    ours = f"{midi.name}:"
     destinations = [p.name for p in client.get_ports(is_midi=True, is_input=True)
-                    if not client.owns(p)]
+                    if not p.name.startswith(ours)]
     sources = [p.name for p in client.get_ports(is_midi=True, is_output=True)
-               if not client.owns(p)]
+               if not p.name.startswith(ours)]
     watched = []
     out_name, out_virtual = midi.out_port.name, True
     if out_port is not None:

@@ -4,7 +4,7 @@ The same `Sender` (the guards, the epochs, `sounding`, every way out), except th
 is handed over `ahead_s` before its due time, as raw bytes with its JACK frame, and the
 process callback (jack_midi.py) writes it at that exact sample. So the sending thread's
 own wake-up jitter no longer reaches the output; only a hand-over later than the period
-that holds the frame does (counted: `JackMidi.late_events`).
+that holds the frame does (counted by the helper process: `JackMidi.late_events`).
 
 Because events wait in the port's queue, throwing the look-ahead away (a new epoch) must
 also reach the queue: `_drop_queued` raises the port's epoch floor *before* the silencing
@@ -74,7 +74,7 @@ class JackSender(Sender):
         data = bytes(msg.bytes())
         port = self.port
         if port.shut_down is not None:
-            raise JackQueueFull(f"the jack server shut us down: {port.shut_down}")
+            raise JackQueueFull(port.shut_down)
         if due is None:
             self._push(lambda: port.send_now(data))
             return self.clock.now()
