@@ -43,6 +43,16 @@ rnnrbm-eval checkpoints/jsb_chorales --data jsb_chorales --split test --runs 100
   --acc-samples 20 --acc-gibbs 200 --save-metrics --threads 2
 rnnrbm-eval checkpoints/nottingham --data nottingham --split test --max-seqs 20 --runs 100 \
   --temperatures 500 --acc-samples 20 --acc-gibbs 200 --save-metrics --threads 1
+# Issue 15: the bundled nottingham model on the whole test split (44,463 frames), in 8
+# shards that can run side by side or in different sessions (each writes its part into
+# checkpoints/nottingham/test-parts/, kept in git); the combined numbers equal one run's.
+for i in 1 2 3 4 5 6 7 8; do
+  [ -f checkpoints/nottingham/test-parts/part-$i-of-8.safetensors ] && continue
+  rnnrbm-eval checkpoints/nottingham --data nottingham --split test --runs 100 --temperatures 500 \
+    --acc-samples 0 --played-samples 20 --played-card rnnrbm_live/bundled/models/nottingham.onnx.json \
+    --shard $i/8 --parts-dir checkpoints/nottingham/test-parts --threads 1
+done
+rnnrbm-eval --combine checkpoints/nottingham/test-parts/part-*-of-8.safetensors --save-metrics
 # Issue 13: each step's sampler chosen by scripts/bench_sampler.py on valid (README, "Sampling").
 for name in jsb_chorales nottingham; do
   python scripts/own_acc.py --data $name --temperatures 200 --every $([ $name = nottingham ] && echo 8 || echo 2)
