@@ -82,7 +82,7 @@ class Sampler:
 
 
 # What rnnrbm-export writes unless told otherwise; chosen by scripts/bench_sampler.py (README).
-DEFAULT_SAMPLER = Sampler("sir", 10, chains=4, previous=4, lean=2.0)
+DEFAULT_SAMPLER = Sampler("sir", 10, chains=4, previous=4, lean=2.5)
 
 
 def noise_shape(sampler: Sampler, n_hidden: int, n_visible: int) -> tuple[int, int, int]:

@@ -61,6 +61,13 @@ CANDIDATES = [
     Sampler("sir", 40, chains=2, previous=2, lean=2.0),
     Sampler("chain", 200, start="silence"),
     Sampler("sir", 100, chains=2, previous=2, lean=2.0),
+    Sampler("sir", 10, chains=4, previous=4, lean=1.0),
+    Sampler("sir", 10, chains=4, previous=4, lean=1.5),
+    Sampler("sir", 10, chains=4, previous=4, lean=3.0),
+    Sampler("sir", 8, chains=5, previous=5, lean=2.0),
+    Sampler("sir", 10, chains=4, previous=4, lean=2.25),
+    Sampler("sir", 10, chains=4, previous=4, lean=2.5),
+    Sampler("sir", 10, chains=4, previous=4, lean=2.75),
 ]
 BARS, SEEDS, BEATS_PER_BAR = 64, 16, 4
 
