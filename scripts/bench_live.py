@@ -99,16 +99,19 @@ def launch(cmd: list[str]) -> subprocess.Popen:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, env=engine_env(), cwd=str(REPO))
     lines: list[str] = []
-    ready = threading.Event()
+    ready, ended = threading.Event(), threading.Event()
 
     def read():
+        # The ready line of each mode: generate/accompany play, continue listens, a
+        # clock follower waits; an error or the end of the output is no start.
         for line in proc.stderr:
             lines.append(line)
-            if any(w in line for w in ("playing", "waiting for the daw", "error")):
+            if any(w in line for w in ("playing", "listening on", "waiting for the daw", "error")):
                 ready.set()
+        ended.set()
         ready.set()
     threading.Thread(target=read, daemon=True).start()
-    if not ready.wait(60) or proc.poll() is not None or "error" in "".join(lines):
+    if not ready.wait(60) or ended.is_set() or "error" in "".join(lines):
         stop_process(proc)
         sys.exit("bench_live: the engine did not start: " + "".join(lines[-5:]))
     return proc
