@@ -862,3 +862,11 @@ def test_ctrl_c_while_starting_up_is_one_line_never_a_traceback(random_model, tm
         assert len(stderr.strip().splitlines()) == 1, stderr
         assert stderr.startswith("rnnrbm-live: stopped (ctrl+c)"), stderr
     assert stdout == ""
+
+
+def test_main_in_process_puts_the_ctrl_c_handler_back(random_model, tmp_path):
+    import signal
+    before = signal.getsignal(signal.SIGINT)
+    assert run_cli(["generate", "--model", random_model, "--bars", "1", "--variations", "1",
+                    "-o", str(tmp_path / "out")]) == 0
+    assert signal.getsignal(signal.SIGINT) is before

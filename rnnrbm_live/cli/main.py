@@ -78,12 +78,15 @@ def run_ports(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    signal.signal(signal.SIGINT, _leave_at_once)
+    previous = signal.signal(signal.SIGINT, _leave_at_once)
     try:
         return _run(argv)
     except KeyboardInterrupt:
         print(f"{PROG}: stopped (ctrl+c)", file=sys.stderr, flush=True)
         return 130
+    finally:
+        if previous is not None:  # called in-process (tests, a host program): put it back
+            signal.signal(signal.SIGINT, previous)
 
 
 def _leave_at_once(signum, frame) -> None:
