@@ -866,7 +866,15 @@ def test_ctrl_c_while_starting_up_is_one_line_never_a_traceback(random_model, tm
 
 def test_main_in_process_puts_the_ctrl_c_handler_back(random_model, tmp_path):
     import signal
-    before = signal.getsignal(signal.SIGINT)
-    assert run_cli(["generate", "--model", random_model, "--bars", "1", "--variations", "1",
-                    "-o", str(tmp_path / "out")]) == 0
-    assert signal.getsignal(signal.SIGINT) is before
+
+    from rnnrbm_live.cli.main import main
+
+    def mine(signum, frame):
+        raise KeyboardInterrupt
+    before = signal.signal(signal.SIGINT, mine)
+    try:
+        assert main(["generate", "--model", random_model, "--bars", "1", "--variations", "1",
+                     "-o", str(tmp_path / "out"), "-q"]) == 0
+        assert signal.getsignal(signal.SIGINT) is mine
+    finally:
+        signal.signal(signal.SIGINT, before)
