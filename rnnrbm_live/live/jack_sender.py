@@ -28,6 +28,11 @@ import time
 from rnnrbm_live.live.sender import Sender
 
 AHEAD_S = 0.03          # hand-over lead: covers a sending thread woken late on a busy machine
+# On a MIDI clock a slot goes over this part of a frame before its tick's prediction too:
+# a faster tempo brings the tick early (120 -> 150 bpm: a fifth of a frame), and a slot
+# that arrives after its tick can only go at the start of the next period. Half a frame
+# covers a tempo doubling; the composer has the slot a whole frame ahead.
+TICK_LEAD_FRAMES = 0.5
 QUEUE_FULL_WAIT_S = 1.0
 PREDICT_RETRY_S = 0.002
 
@@ -42,10 +47,17 @@ class JackSender(Sender):
         rate = port.rate
         super().__init__(port, notes, grid, clock, round(latency_s * rate) / rate, **kwargs)
         self.rate = rate
-        self.ahead_s = ahead_s
+        self._ahead_s = ahead_s
         self.on_ticks = not self.grid.exact and self.latency_s == 0.0
         self._tick = -1                     # the song position of the slot being sent
         self.queued_notes = bytearray(128)  # notes with an event queued since the last drop
+
+    @property
+    def ahead_s(self) -> float:
+        """How long before its due time a slot is handed over (Sender.poll)."""
+        if self.on_ticks:
+            return self._ahead_s + TICK_LEAD_FRAMES * self.grid.frame_seconds
+        return self._ahead_s
 
     def due(self, frame: int) -> float | None:
         grid = self.grid
