@@ -78,3 +78,10 @@ rnnrbm-export checkpoints/jsb_chorales/best.safetensors -o rnnrbm_live/bundled/m
 #   rnnrbm-train --data nottingham --out runs/nott_c --hidden 300 --recurrent 100 --augment-semitones 2 \
 #     --cd-k 25 --epochs 120 --batch-size 8 --lr 1e-3 --valid-every 5 --valid-max-seqs 40 --patience 8 \
 #     --threads 1 --resume
+
+# In progress (issue 15): Piano-midi.de, started at the end of session 5 (no bundled model
+# yet). Its checkpoint and training state are kept in checkpoints/runs/piano_a/; to go on:
+#   mkdir -p runs && cp -r checkpoints/runs/piano_a runs/
+#   rnnrbm-train --data piano_midi --out runs/piano_a --hidden 300 --recurrent 100 --augment-semitones 2 \
+#     --cd-k 15 --epochs 200 --batch-size 32 --seq-len 100 --lr 1e-3 --valid-every 5 --valid-max-seqs 12 \
+#     --patience 8 --threads 1 --resume
