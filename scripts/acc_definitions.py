@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rnnrbm_export.checkpoint import load_checkpoint  # noqa: E402
 from rnnrbm_export.frames import frame_accuracy, frame_biases  # noqa: E402
+from rnnrbm_export.played import previous_frames  # noqa: E402
 from rnnrbm_export.uniforms import Uniforms  # noqa: E402
 from rnnrbm_live.midi.datasets import load_split  # noqa: E402
 
@@ -54,8 +55,7 @@ def main() -> None:
     model = load_checkpoint(a.checkpoint)[0]
     sequences = load_split(a.data, "valid")[:a.seqs]
     v, bv, bh = frame_biases(model, sequences)
-    previous = torch.cat([torch.cat([torch.zeros(1, v.shape[1]), torch.from_numpy(s[:-1]).float()])
-                          for s in sequences])
+    previous = previous_frames(sequences)
     n, s = len(v), a.samples
     x = model.gibbs_chain(previous.repeat_interleave(s, 0), bv.repeat_interleave(s, 0),
                           bh.repeat_interleave(s, 0), a.gibbs, Uniforms("cpu", 7))

@@ -66,7 +66,7 @@ CANDIDATES = [
     Sampler("sir", 10, chains=4, previous=4, lean=3.0),
     Sampler("sir", 8, chains=5, previous=5, lean=2.0),
     Sampler("sir", 10, chains=4, previous=4, lean=2.25),
-    Sampler("sir", 10, chains=4, previous=4, lean=2.5),
+    Sampler("sir", 10, chains=4, previous=4, lean=2.0),  # nottingham's before lean 2.5
     Sampler("sir", 10, chains=4, previous=4, lean=2.75),
 ]
 BARS, SEEDS, BEATS_PER_BAR = 64, 16, 4

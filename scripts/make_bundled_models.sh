@@ -60,7 +60,7 @@ for name in jsb_chorales nottingham; do
   python scripts/own_acc.py --data $name --temperatures 200 --every 1
   python scripts/bench_sampler.py --data $name
 done
-python scripts/bench_sampler.py --data nottingham --only 22 --save   # lean 2.5: runs/sampler/metrics_nottingham.json
+python scripts/bench_sampler.py --data nottingham --only 0 --save   # DEFAULT_SAMPLER (lean 2.5): runs/sampler/metrics_nottingham.json
 rnnrbm-export checkpoints/nottingham/best.safetensors -o rnnrbm_live/bundled/models/nottingham \
   --sampler sir --chains 4 --previous 4 --lean 2.5 --gibbs-steps 10 --sampler-metrics runs/sampler/metrics_nottingham.json
 python scripts/played_acc.py checkpoints/nottingham rnnrbm_live/bundled/models/nottingham.onnx.json \

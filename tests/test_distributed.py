@@ -17,6 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import needs
 from rnnrbm_export.model import CONTRACT_PARAMETERS
 from rnnrbm_export.train import main as train_main
 
@@ -98,8 +99,9 @@ def _rank_pids(parent: int) -> dict[int, int]:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds torchrun's workers in /proc")
 def test_sigterm_to_one_rank_stops_both_and_rank_0_saves_once(tmp_path):
+    if not Path("/proc/self/environ").exists():
+        needs("/proc, where the test finds torchrun's workers (Linux)")
     proc = torchrun(tmp_path, "--train-max-seqs", "200", "--epochs", "1000", "--valid-every", "1000")
     deadline = time.monotonic() + 240
     while not (tmp_path / "last.json").exists() and time.monotonic() < deadline and proc.poll() is None:

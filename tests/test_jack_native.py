@@ -184,9 +184,13 @@ def test_native_frames_fall_on_jack_midi_clock_ticks_through_tempo_and_transport
     # Every frame on its tick's sample (JACK's thread writes each frame where its tick
     # comes in), through the tempo change too: 200 bpm brings the first tick after it 0.4
     # of a frame early, and a slot handed over on the old tempo's prediction came one
-    # period late (jack_sender.TICK_LEAD_FRAMES).
+    # period late (jack_sender.TICK_LEAD_FRAMES). Only the first frame after a Start may
+    # come a period late: the engine starts computing when Start comes, two periods
+    # before that tick here, which a busy machine does not always make.
     off = [f for f in ons if min(abs(f - t) for t in tick_frames) > 0]
-    assert not off, f"notes off their tick: {_misses(off, tick_frames, clock)}"
+    firsts = _frame_ticks(clock, ticks_per_frame=12, first_only=True)
+    late_firsts = [f for f in off if any(0 < f - t <= receiver.period for t in firsts)]
+    assert off == late_firsts, f"notes off their tick: {_misses(off, tick_frames, clock)}"
     on_120 = [f for f in ons if f < stopped]
     gaps = {round((b - a) / ticks.rate, 3) for a, b in zip(on_120, on_120[1:])}
     assert 0.25 in gaps and 0.15 in gaps, f"no tempo change followed: {sorted(gaps)}"
@@ -206,16 +210,16 @@ def _misses(off, tick_frames, clock):
     return out
 
 
-def _frame_ticks(clock, ticks_per_frame: int) -> list[int]:
+def _frame_ticks(clock, ticks_per_frame: int, first_only: bool = False) -> list[int]:
     """The frames of every ticks_per_frame-th tick after each Start (jack_midi_clock sends
-    ticks only while rolling, and Start after a locate to 0)."""
+    ticks only while rolling, and Start after a locate to 0); or only each Start's first."""
     runs: list[list[int]] = []
     for frame, data in clock:
         if data[0] == 0xFA:
             runs.append([])
         elif data[0] == 0xF8 and runs:
             runs[-1].append(frame)
-    return [f for run in runs for f in run[::ticks_per_frame]]
+    return [f for run in runs for f in run[:1 if first_only else None:ticks_per_frame]]
 
 
 @_e2e

@@ -40,9 +40,9 @@ import time
 from array import array
 
 from rnnrbm_live.live.jack_shm import (CALLBACK_ERROR, CYCLE_BASE, CYCLES, DROPPED, FLOOR,
-                                       LATE, LOST, MAX_LATE, MAX_SHORT, SHUT_DOWN, XRUNS,
-                                       SharedBlock, pack, unpack)
-WRAP = 1 << 32
+                                       LATE, LOST, MAX_LATE, MAX_SHORT, SHUT_DOWN, WRAP,
+                                       XRUNS, SharedBlock, pack, unpack)
+
 LEAVE_TIMEOUT_S = 0.5
 MAX_TICKS_PER_PERIOD = 64
 

@@ -31,11 +31,9 @@ import time
 from pathlib import Path
 
 from rnnrbm_live.live.jack_shm import (CALLBACK_ERROR, CYCLE_BASE, DROPPED, FLOOR, LATE,
-                                       LOST, MAX_LATE, SHUT_DOWN, XRUNS, SharedBlock, pack,
-                                       unpack)
+                                       LOST, MAX_LATE, SHUT_DOWN, WRAP, XRUNS, SharedBlock,
+                                       pack, unpack)
 
-WRAP = 1 << 32
-NOW = -1                    # the frame of an urgent event: the next period's first sample
 READY_TIMEOUT_S = 20.0      # a fresh interpreter importing JACK-Client, on a busy machine
 LEAVE_WAIT_S = 3.0
 

@@ -39,6 +39,7 @@ RING_SIZE = 4096            # slots; a power of two. Several seconds of dense mu
 MAX_SHORT = 3               # bytes of the longest message a slot holds (no sysex)
 TEXT_BYTES = 512            # the helper's last words: why the server dropped us, or a bug
 STAMP_MASK = (1 << 62) - 1
+WRAP = 1 << 32              # JACK's frame counter is 32 bits; both sides unwrap it
 
 # The counters, one cache line each. Engine-written: FLOOR. Helper-written: the rest.
 (FLOOR, CYCLE_BASE, CYCLES, LATE, LOST, MAX_LATE, XRUNS, DROPPED, SHUT_DOWN,
