@@ -846,16 +846,22 @@ def test_ctrl_c_while_starting_up_is_one_line_never_a_traceback(random_model, tm
 
     fifo = tmp_path / "primer.mid"
     os.mkfifo(fifo)  # never written: the command waits in its run at the latest
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rnnrbm_live.cli", "continue", str(fifo), "--model",
-         random_model, "--device", "cpu", "-o", str(tmp_path / "out")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        time.sleep(delay)
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
+    for _ in range(3):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rnnrbm_live.cli", "continue", str(fifo), "--model",
+             random_model, "--device", "cpu", "-o", str(tmp_path / "out")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(delay)
+            proc.send_signal(signal.SIGINT)
+            stdout, stderr = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+        # On a loaded machine the signal can land before the interpreter has run a line
+        # of ours (still importing `site` and its .pth files, which Python itself reports
+        # with a traceback): no program could answer that; try the same moment again.
+        if not stderr.startswith("Fatal Python error: init_import_site"):
+            break
     assert "Traceback" not in stderr, stderr
     assert proc.returncode in (130, -signal.SIGINT), stderr  # -SIGINT: before Python's own handler
     if proc.returncode == 130:

@@ -16,14 +16,25 @@ blocking):
 2. writes the urgent events (silencing note-offs, panic) at offset 0;
 3. writes each queued timed event whose frame falls in this period at `frame - start`, in
    order; an event for a frame already past goes at offset 0 and is counted late; events
-   of an epoch below the engine's floor are dropped unsent.
+   of an epoch below the engine's floor are dropped unsent. An event keyed to a MIDI
+   clock tick goes where that tick came in; while the clock is stopped it waits, and one
+   keyed to NEXT_START (a frame computed while stopped) goes on the first frame tick
+   after the next Start or Continue, with no round trip through the engine.
 The rings and counters are shared memory (jack_shm.py).
+
+A note-off that JACK took can still fail to reach the client after us: on a machine so
+busy that a whole period's graph did not finish in time (jackd logs every client "not
+finished"), that period's events were seen lost (a hanging chord after a transport Stop).
+So when JACK reports an xrun, the next period writes again a note-off for every note
+turned off in the last RESEND_S seconds that has not sounded since; a repeated note-off
+is harmless to a note that is off.
 
 Its lifetime is the engine's: it leaves when the engine says so (a "q" on its stdin) or
 when its stdin reaches end of file, which is how it notices the engine gone, whatever way
 it went (even killed -9). Either way it first writes a note-off for every note it sent a
 note-on for and no note-off yet (it sees every byte it writes, so it knows), and only
-then closes. Ctrl+C in the terminal reaches it too: it ignores SIGINT (the engine
+then closes (again after an xrun while it waits). All-notes-off (CC 123) does not count as
+those note-offs: not every receiver honours it. Ctrl+C in the terminal reaches it too: it ignores SIGINT (the engine
 silences through it); SIGTERM makes it leave as above.
 
 It prints one line on stdout: `ready RATE PERIOD`, or `error name-taken` / `error TEXT`
@@ -40,10 +51,14 @@ import time
 from array import array
 
 from rnnrbm_live.live.jack_shm import (CALLBACK_ERROR, CYCLE_BASE, CYCLES, DROPPED, FLOOR,
-                                       LATE, LOST, MAX_LATE, MAX_SHORT, SHUT_DOWN, WRAP,
-                                       XRUNS, SharedBlock, pack, unpack)
+                                       FRAME_TICKS, LATE, LOST, MAX_LATE, MAX_SHORT,
+                                       NEXT_START, SHUT_DOWN, WRAP, XRUNS, SharedBlock,
+                                       pack, unpack)
 
 LEAVE_TIMEOUT_S = 0.5
+RESEND_S = 0.5          # after an xrun, note-offs this recent are written again
+NEVER = -(1 << 62)      # the off_cycle of a note never turned off
+SETTLE_S = 0.03         # leaving: how long an xrun's notice may still come after the silence
 MAX_TICKS_PER_PERIOD = 64
 
 
@@ -55,6 +70,7 @@ class TickTracker:
     def __init__(self, size: int = MAX_TICKS_PER_PERIOD):
         self.running = False
         self.next = 0                        # the position of the next tick
+        self.run_start = 0                   # the position the last Start/Continue set off
         self.positions = array("q", bytes(8 * size))
         self.offsets = array("q", bytes(8 * size))
         self.count = 0                       # ticks in this period
@@ -71,14 +87,20 @@ class TickTracker:
                     self.count = n + 1
                 self.next += 1
         elif status == 0xFA:
-            self.next = 0
+            self.next = self.run_start = 0
             self.running = True
         elif status == 0xFB:
+            self.run_start = self.next
             self.running = True
         elif status == 0xFC:
             self.running = False
         elif status == 0xF2 and len(data) == 3:
             self.next = 6 * (data[1] | data[2] << 7)
+
+    def first_frame_tick(self, ticks_per_frame: int) -> int:
+        """The position of the first frame tick of this run (NEXT_START's tick)."""
+        n = max(1, ticks_per_frame)
+        return -(-self.run_start // n) * n
 
     def offset_of(self, position: int) -> int:
         """The offset of tick `position` in this period; -1 if it came earlier (late),
@@ -102,6 +124,11 @@ class Helper:
         self.in_port = client.midi_inports.register("in") if want_input else None
         self.clock = TickTracker()
         self.sounding = bytearray(16 * 128)  # (channel, note) we sent a note-on for
+        self.off_cycle = array("q", [NEVER] * (16 * 128))  # ... the cycle of its last note-off
+        self._xruns_seen = 0
+        cycle_s = client.blocksize / client.samplerate
+        self._resend_cycles = max(2, round(RESEND_S / cycle_s))
+        self.settle_cycles = max(2, round(SETTLE_S / cycle_s))
         self.leaving = False                 # set by the main thread: silence, then go
         self.silenced_at = -1                # the cycle that wrote the last note-offs
         self._hi = 0                         # the unwrapped frame counter's upper part
@@ -166,6 +193,9 @@ class Helper:
     def _write_output(self, base: int, end: int) -> None:
         port = self.out_port
         port.clear_buffer()
+        if self.block[XRUNS] != self._xruns_seen:
+            self._xruns_seen = self.block[XRUNS]
+            self._resend_offs(port)
         urgent, timed, words = self.block.urgent, self.block.timed, self.words
         while (at := urgent.peek()) >= 0:
             self._write(port, 0, unpack(words[at]))
@@ -177,9 +207,11 @@ class Helper:
             if epoch < floor:                # thrown away by the sending side
                 timed.advance()
                 continue
-            if tick >= 0:                    # on a MIDI clock tick: where it came
+            if tick >= 0 or tick == NEXT_START:  # on a MIDI clock tick: where it came
                 if not self.clock.running:   # stopped: no tick comes, none is late
                     break
+                if tick == NEXT_START:
+                    tick = self.clock.first_frame_tick(self.block[FRAME_TICKS])
                 offset = self.clock.offset_of(tick)
                 if offset == -2:
                     break
@@ -208,18 +240,33 @@ class Helper:
         except self.jack.JackError:
             self.block[LOST] += 1            # the period's buffer is full: JACK's limit
             return
-        kind, at = data[0] & 0xF0, (data[0] & 15) * 128
+        kind = data[0] & 0xF0
         if kind == 0x90 or kind == 0x80:
-            self.sounding[at + data[1]] = kind == 0x90 and data[2] > 0
-        elif kind == 0xB0 and data[1] in (120, 123):
-            self.sounding[at:at + 128] = bytes(128)
+            i = (data[0] & 15) * 128 + data[1]
+            on = kind == 0x90 and data[2] > 0
+            self.sounding[i] = on
+            if not on:
+                self.off_cycle[i] = self._cycles
+
+    def _resend_offs(self, port) -> None:
+        """After an xrun: the recent note-offs again (see the module doc)."""
+        since, sounding, off_cycle = self._cycles - self._resend_cycles, self.sounding, \
+            self.off_cycle
+        for i in range(len(sounding)):
+            if off_cycle[i] >= since and not sounding[i]:
+                self._write(port, 0, bytes([0x80 | i >> 7, i & 127, 0]))
 
     def _silence(self) -> None:
-        """Leaving: a note-off for every note still sounding, once; nothing else."""
+        """Leaving: a note-off for every note still sounding, once, and again (with the
+        recent ones) if an xrun is reported before leave() closes; nothing else."""
         port = self.out_port
         port.clear_buffer()
-        if self.silenced_at >= 0:
+        xrun = self.block[XRUNS] != self._xruns_seen
+        if self.silenced_at >= 0 and not xrun:
             return
+        if xrun:
+            self._xruns_seen = self.block[XRUNS]
+            self._resend_offs(port)
         for i in range(len(self.sounding)):
             if self.sounding[i]:
                 self._write(port, 0, bytes([0x80 | i >> 7, i & 127, 0]))
@@ -241,8 +288,9 @@ class Helper:
         self.leaving = True
         deadline = time.monotonic() + LEAVE_TIMEOUT_S
         period = self.client.blocksize / self.client.samplerate
-        # Two more periods: the note-offs reach the clients after us in the graph.
-        while self.silenced_at < 0 or self._cycles < self.silenced_at + 2:
+        # A few more periods: the note-offs reach the clients after us in the graph, and
+        # an xrun's notice (which comes a little after it) has time to arrive.
+        while self.silenced_at < 0 or self._cycles < self.silenced_at + self.settle_cycles:
             if time.monotonic() > deadline or self.block[SHUT_DOWN]:
                 break
             time.sleep(period)

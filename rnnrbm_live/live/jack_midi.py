@@ -30,9 +30,9 @@ import sys
 import time
 from pathlib import Path
 
-from rnnrbm_live.live.jack_shm import (CALLBACK_ERROR, CYCLE_BASE, DROPPED, FLOOR, LATE,
-                                       LOST, MAX_LATE, SHUT_DOWN, WRAP, XRUNS, SharedBlock,
-                                       pack, unpack)
+from rnnrbm_live.live.jack_shm import (CALLBACK_ERROR, CYCLE_BASE, DROPPED, FLOOR,
+                                       FRAME_TICKS, LATE, LOST, MAX_LATE, SHUT_DOWN, WRAP,
+                                       XRUNS, SharedBlock, pack, unpack)
 
 READY_TIMEOUT_S = 20.0      # a fresh interpreter importing JACK-Client, on a busy machine
 LEAVE_WAIT_S = 3.0
@@ -114,9 +114,15 @@ class JackMidi:
 
     # ------------------------------------------------------------ the sending side
 
+    def follow_frames(self, ticks_per_frame: int) -> None:
+        """The grid's frames fall on every `ticks_per_frame`-th MIDI clock tick (for events
+        queued for jack_shm.NEXT_START)."""
+        self.block[FRAME_TICKS] = ticks_per_frame
+
     def send_at(self, frame: int, epoch: int, data: bytes, tick: int = -1) -> bool:
         """Queue `data` for JACK frame `frame`, or (tick >= 0) for the MIDI clock tick at
-        song position `tick` on our input (queued in order); False if full."""
+        song position `tick` on our input, or (tick NEXT_START) for the first frame tick
+        after the next Start or Continue (queued in order); False if full."""
         return self.block.timed.push(frame, epoch, tick, pack(data))
 
     def send_now(self, data: bytes) -> bool:

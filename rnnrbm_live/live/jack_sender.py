@@ -19,13 +19,19 @@ in the same period: so a frame falls on its tick even across a tempo change, wit
 prediction in the timing. With a --latency-ms offset a frame is due off its tick, at the
 tick's frame (or prediction) plus the offset, placed like an internal-grid frame.
 `--latency-ms` shifts by whole samples.
+
+On a MIDI clock with no offset, a slot for frame PREARMED (computed while the DAW is
+stopped) goes over at once keyed to NEXT_START, and the process callback plays it on the
+first frame tick after Start or Continue: the first frame no longer waits for Start to
+travel from JACK through the engine's threads and back, two periods at most before tick 0.
 """
 
 from __future__ import annotations
 
 import time
 
-from rnnrbm_live.live.sender import Sender
+from rnnrbm_live.live.jack_shm import NEXT_START, NOT_ON_TICK
+from rnnrbm_live.live.sender import PREARMED, Sender
 
 AHEAD_S = 0.03          # hand-over lead: covers a sending thread woken late on a busy machine
 # On a MIDI clock a slot goes over this part of a frame before its tick's prediction too:
@@ -49,7 +55,10 @@ class JackSender(Sender):
         self.rate = rate
         self._ahead_s = ahead_s
         self.on_ticks = not self.grid.exact and self.latency_s == 0.0
-        self._tick = -1                     # the song position of the slot being sent
+        self.can_prearm = self.on_ticks
+        if self.on_ticks:
+            port.follow_frames(self.grid.ticks_per_frame)
+        self._tick = NOT_ON_TICK            # the song position of the slot being sent
         self.queued_notes = bytearray(128)  # notes with an event queued since the last drop
 
     @property
@@ -61,6 +70,8 @@ class JackSender(Sender):
 
     def due(self, frame: int) -> float | None:
         grid = self.grid
+        if frame == PREARMED:
+            return 0.0          # long due: goes over at once; JACK's thread places it
         if grid.exact:
             return grid.time_of(frame) + self.latency_s
         at = grid.time_of(frame)    # the tick's own time if it came, else its prediction
@@ -71,7 +82,11 @@ class JackSender(Sender):
         return at + self.latency_s
 
     def _send_slot(self, slot, due: float) -> None:
-        self._tick = slot.frame * self.grid.ticks_per_frame if self.on_ticks else -1
+        if slot.frame == PREARMED:
+            self._tick = NEXT_START
+        else:
+            self._tick = slot.frame * self.grid.ticks_per_frame if self.on_ticks \
+                else NOT_ON_TICK
         super()._send_slot(slot, due)
 
     def poll(self, now: float) -> float | None:
@@ -117,6 +132,8 @@ class JackSender(Sender):
                 queued[note] = 0
 
     def _count_lateness(self, frame: int, late: float) -> None:
+        if frame == PREARMED:
+            return                          # its time is the DAW's Start: never late
         # Lateness against the last safe hand-over, two periods before the due time, not
         # the due time itself: up to then JACK still places the slot on its sample (so
         # the normal lateness is about -ahead_s, and "late" means at risk).

@@ -8,8 +8,8 @@ both sides agree on it without a handshake.
 
 Every word is a 64-bit integer, read and written whole (aligned, so never torn). Each
 counter and each ring index is written by one side only:
-- the engine writes `floor` and the indices it produces (timed and urgent output) or
-  consumes (input);
+- the engine writes `floor`, `frame_ticks` and the indices it produces (timed and urgent
+  output) or consumes (input);
 - the helper writes everything else.
 No locks: neither side ever waits for the other inside a JACK period.
 
@@ -41,9 +41,16 @@ TEXT_BYTES = 512            # the helper's last words: why the server dropped us
 STAMP_MASK = (1 << 62) - 1
 WRAP = 1 << 32              # JACK's frame counter is 32 bits; both sides unwrap it
 
-# The counters, one cache line each. Engine-written: FLOOR. Helper-written: the rest.
-(FLOOR, CYCLE_BASE, CYCLES, LATE, LOST, MAX_LATE, XRUNS, DROPPED, SHUT_DOWN,
- CALLBACK_ERROR, N_CELLS) = range(11)
+# The counters, one cache line each. Engine-written: FLOOR and FRAME_TICKS (MIDI clock
+# ticks per grid frame; 0 off a clock). Helper-written: the rest.
+(FLOOR, FRAME_TICKS, CYCLE_BASE, CYCLES, LATE, LOST, MAX_LATE, XRUNS, DROPPED, SHUT_DOWN,
+ CALLBACK_ERROR, N_CELLS) = range(12)
+
+# A timed slot's tick: a song position (>= 0), NOT_ON_TICK (placed by its frame), or
+# NEXT_START: the first frame tick after the next Start or Continue (a frame computed
+# while the DAW is stopped, played the moment it starts).
+NOT_ON_TICK = -1
+NEXT_START = -2
 
 # The rings: (name, fields per slot). Output: timed (frame, epoch, tick, data) and urgent
 # (data); input: (frame, data). `data` is a packed message (see pack).

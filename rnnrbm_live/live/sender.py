@@ -17,6 +17,11 @@ Slots carry an epoch. When the compute side throws its look-ahead away (the play
 interrupted an answer, a panic, the DAW stopped) it raises the epoch and sends
 `silence(epoch)`; from then on slots of older epochs are dropped unsent.
 
+A sender that can place a slot on the DAW's next Start by itself (`can_prearm`: the
+JACK-native path on a MIDI clock) takes a slot for frame PREARMED, computed while the DAW
+is stopped: it goes to the port at once and sounds on the first frame tick of the next
+run, with no round trip through the compute side when Start comes.
+
 Timing: `due(frame)` is the frame's grid time plus the latency offset. On the internal
 grid that is known in advance; on a MIDI clock grid it is the arrival time of the frame's
 tick (or the predicted time, for a negative offset), so frames fall on the DAW's ticks.
@@ -41,6 +46,8 @@ LATE_S = 0.002  # a slot sent more than this after its due time counts as late
 # events a period (256 bytes at 64 frames), and what does not fit is lost.
 RESYNC_BATCH = 8
 RESYNC_GAP_S = 0.002
+PREARMED = -1   # a slot's frame: the first frame of the DAW's next run (can_prearm)
+NONE_TAKEN = -(1 << 62)   # taken_back: no note-on of this note is dropped
 
 
 @dataclass(slots=True, frozen=True)
@@ -60,6 +67,7 @@ class Sender:
     # How long before its due time a slot is handed to the port. 0 here: this sender sends
     # at the due time. A port that places events itself (jack_sender.py) takes them early.
     ahead_s = 0.0
+    can_prearm = False   # whether slots for frame PREARMED are taken
 
     def __init__(self, port, notes: NoteMessages, grid, clock, latency_s: float = 0.0,
                  held: bytearray | None = None, record: bool = False,
@@ -76,7 +84,7 @@ class Sender:
         self.wake = threading.Event()
         self.epoch = 0                      # the epoch whose slots are sent
         self.sounding = bytearray(128)
-        self.taken_back = array("q", [-1] * 128)  # note -> last frame its note-on is dropped
+        self.taken_back = array("q", [NONE_TAKEN] * 128)  # note -> last frame its note-on is dropped
         self.resync_left: deque[int] = deque()   # note-offs of a resync still to send
         self.resync_at = 0.0
         self.log = MessageLog() if record else None
@@ -211,7 +219,7 @@ class Sender:
                 self._all_off()
                 self.epoch = max(self.epoch, value)
                 # A new epoch may count frames afresh (a DAW's Start): forget the old ones.
-                self.taken_back = array("q", [-1] * 128)
+                self.taken_back = array("q", [NONE_TAKEN] * 128)
             elif kind == "off":
                 note, through = value
                 if through is not None:
