@@ -164,6 +164,9 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(5)
 
 
+CLOSE_TIMEOUT_S = 15.0
+
+
 class _JackMidiClient:
     """An independent JACK client with one MIDI port ("in" or "out"). Subclasses define
     _process, set up their state, then call _activate()."""
@@ -189,10 +192,25 @@ class _JackMidiClient:
         return self.client.frame_time
 
     def close(self) -> None:
-        try:
-            self.client.deactivate()
-        finally:
-            self.client.close()
+        # libjack's close can block for good on a server left wedged (seen once after
+        # clients were stopped mid-period): fail the test with a line instead of hanging.
+        name, done, failed = self.name, threading.Event(), []
+
+        def close():
+            try:
+                try:
+                    self.client.deactivate()
+                finally:
+                    self.client.close()
+            except Exception as e:  # noqa: BLE001 - raised again on the test's thread
+                failed.append(e)
+            done.set()
+        threading.Thread(target=close, daemon=True).start()
+        if not done.wait(CLOSE_TIMEOUT_S):
+            raise RuntimeError(f"closing jack client {name!r} did not return in "
+                               f"{CLOSE_TIMEOUT_S:g} s: the jack server is wedged")
+        if failed:
+            raise failed[0]
 
 
 class JackReceiver(_JackMidiClient):
