@@ -251,7 +251,8 @@ def _hanging_story(hanging, receiver, clock, stats_path) -> str:
         near = [(f - on, d.hex()) for f, d in events if abs(f - on) < 2000]
         ticks = [(f - on, d.hex()) for f, d in clock if abs(f - on) < 4000 and d[0] != 0xF8]
         lines.append(f"note {note} on at {on}: near {near}; transport near {ticks}")
-    lines.append(f"receiver xruns at {receiver.xruns}; last events {[(f, d.hex()) for f, d in events[-12:]]}")
+    last = [(f, d.hex()) for f, d in events[-12:]]
+    lines.append(f"receiver xruns at {receiver.xruns}; last events {last}")
     if stats_path.exists():
         stats = json.loads(stats_path.read_text())
         jack = {k: v for k, v in stats.items() if k.startswith("jack")}

@@ -33,9 +33,10 @@ Its lifetime is the engine's: it leaves when the engine says so (a "q" on its st
 when its stdin reaches end of file, which is how it notices the engine gone, whatever way
 it went (even killed -9). Either way it first writes a note-off for every note it sent a
 note-on for and no note-off yet (it sees every byte it writes, so it knows), and only
-then closes (again after an xrun while it waits). All-notes-off (CC 123) does not count as
-those note-offs: not every receiver honours it. Ctrl+C in the terminal reaches it too: it ignores SIGINT (the engine
-silences through it); SIGTERM makes it leave as above.
+then closes (writing them again after an xrun while it waits). All-notes-off (CC 123)
+does not count as those note-offs: not every receiver honours it. Ctrl+C in the terminal
+reaches it too: it ignores SIGINT (the engine silences through it); SIGTERM makes it
+leave as above.
 
 It prints one line on stdout: `ready RATE PERIOD`, or `error name-taken` / `error TEXT`
 when the client cannot open.

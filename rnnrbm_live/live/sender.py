@@ -84,7 +84,8 @@ class Sender:
         self.wake = threading.Event()
         self.epoch = 0                      # the epoch whose slots are sent
         self.sounding = bytearray(128)
-        self.taken_back = array("q", [NONE_TAKEN] * 128)  # note -> last frame its note-on is dropped
+        # note -> the last frame whose note-on of it is dropped
+        self.taken_back = array("q", [NONE_TAKEN] * 128)
         self.resync_left: deque[int] = deque()   # note-offs of a resync still to send
         self.resync_at = 0.0
         self.log = MessageLog() if record else None
