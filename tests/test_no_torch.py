@@ -102,9 +102,9 @@ def test_bundled_models_play_from_an_installed_wheel_without_torch(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     out = json.loads(run.stdout.strip().splitlines()[-1])
-    assert out["names"] == ["jsb_chorales", "nottingham"]
+    assert out["names"] == ["jsb_chorales", "musedata", "nottingham", "piano_midi"]
     assert out["jsb_valid"] == 76  # the bundled datasets ship in the wheel too
-    for name, grid in (("nottingham", 2), ("jsb_chorales", 1)):
+    for name, grid in (("nottingham", 2), ("jsb_chorales", 1), ("musedata", 2), ("piano_midi", 2)):
         card = out[name]["card"]
         assert card["format"] == "rnnrbm-step/2" and card["frames_per_beat"] == grid
         assert card["dataset"] == name and card["metrics"]["split"] == "test"
