@@ -5,6 +5,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A bundled model's whole test split in 8 shards (AIS 100 x 500; "ACC, played" by its
+# exported step), each written into checkpoints/NAME/test-parts/ (kept in git) and skipped
+# when already there, so shards run side by side or in different sessions; then combined
+# (the numbers equal one run's) into the checkpoint's card.
+whole_test() {
+  local name=$1 i
+  for i in 1 2 3 4 5 6 7 8; do
+    [ -f checkpoints/$name/test-parts/part-$i-of-8.safetensors ] && continue
+    rnnrbm-eval checkpoints/$name --data $name --split test --runs 100 --temperatures 500 \
+      --acc-samples 0 --played-samples 20 --played-card rnnrbm_live/bundled/models/$name.onnx.json \
+      --shard $i/8 --parts-dir checkpoints/$name/test-parts --threads 1
+  done
+  rnnrbm-eval --combine checkpoints/$name/test-parts/part-*-of-8.safetensors --save-metrics
+}
+
 # JSB Chorales: Adam, 8 whole chorales per update, CD-25, 750 hidden units, every chorale
 # also moved by -3..+3 semitones, 100 epochs (the best on valid is the last); then 15
 # epochs on the chorales as they are, the best by valid ACC (epoch 9); then a sampling
@@ -43,16 +58,8 @@ rnnrbm-eval checkpoints/jsb_chorales --data jsb_chorales --split test --runs 100
   --acc-samples 20 --acc-gibbs 200 --save-metrics --threads 2
 rnnrbm-eval checkpoints/nottingham --data nottingham --split test --max-seqs 20 --runs 100 \
   --temperatures 500 --acc-samples 20 --acc-gibbs 200 --save-metrics --threads 1
-# Issue 15: the bundled nottingham model on the whole test split (44,463 frames), in 8
-# shards that can run side by side or in different sessions (each writes its part into
-# checkpoints/nottingham/test-parts/, kept in git); the combined numbers equal one run's.
-for i in 1 2 3 4 5 6 7 8; do
-  [ -f checkpoints/nottingham/test-parts/part-$i-of-8.safetensors ] && continue
-  rnnrbm-eval checkpoints/nottingham --data nottingham --split test --runs 100 --temperatures 500 \
-    --acc-samples 0 --played-samples 20 --played-card rnnrbm_live/bundled/models/nottingham.onnx.json \
-    --shard $i/8 --parts-dir checkpoints/nottingham/test-parts --threads 1
-done
-rnnrbm-eval --combine checkpoints/nottingham/test-parts/part-*-of-8.safetensors --save-metrics
+# Issue 15: the bundled nottingham model on the whole test split (44,463 frames).
+whole_test nottingham
 # Issue 13: each step's sampler chosen by scripts/bench_sampler.py on valid (README, "Sampling").
 # Measured on the whole valid split (own ACC: AIS over every frame, about 25 minutes of one
 # core for Nottingham, 17 for JSB).
@@ -104,17 +111,10 @@ rnnrbm-train --data musedata --out runs/muse_ft2 --init-from runs/muse_a/best.sa
 mkdir -p checkpoints/piano_midi checkpoints/musedata
 cp runs/piano_a/best.safetensors runs/piano_a/best.json checkpoints/piano_midi/
 cp runs/muse_ft2/best.safetensors runs/muse_ft2/best.json checkpoints/musedata/
-# Export (the card's sampler is what "ACC, played" measures), the whole test split in 8
-# shards (AIS 100 x 500, as Nottingham; the shards can run side by side), combine, and
-# export again so the card records the whole-test numbers.
+# Export (the card's sampler is what "ACC, played" measures), measure the whole test
+# split, and export again so the card records the whole-test numbers.
 for name in piano_midi musedata; do
   rnnrbm-export checkpoints/$name/best.safetensors -o rnnrbm_live/bundled/models/$name
-  for i in 1 2 3 4 5 6 7 8; do
-    [ -f checkpoints/$name/test-parts/part-$i-of-8.safetensors ] && continue
-    rnnrbm-eval checkpoints/$name --data $name --split test --runs 100 --temperatures 500 \
-      --acc-samples 0 --played-samples 20 --played-card rnnrbm_live/bundled/models/$name.onnx.json \
-      --shard $i/8 --parts-dir checkpoints/$name/test-parts --threads 1
-  done
-  rnnrbm-eval --combine checkpoints/$name/test-parts/part-*-of-8.safetensors --save-metrics
+  whole_test $name
   rnnrbm-export checkpoints/$name/best.safetensors -o rnnrbm_live/bundled/models/$name
 done

@@ -20,6 +20,8 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 import pytest
@@ -194,23 +196,26 @@ class _JackMidiClient:
     def close(self) -> None:
         # libjack's close can block for good on a server left wedged (seen once after
         # clients were stopped mid-period): fail the test with a line instead of hanging.
-        name, done, failed = self.name, threading.Event(), []
+        # A daemon thread, not an executor: a hung close must not hold up pytest's exit.
+        name, closed = self.name, Future()  # the port's name is gone once it closes
 
-        def close():
+        def run() -> None:
             try:
-                try:
-                    self.client.deactivate()
-                finally:
-                    self.client.close()
-            except Exception as e:  # noqa: BLE001 - raised again on the test's thread
-                failed.append(e)
-            done.set()
-        threading.Thread(target=close, daemon=True).start()
-        if not done.wait(CLOSE_TIMEOUT_S):
+                closed.set_result(self._deactivate_and_close())
+            except Exception as e:  # noqa: BLE001 - raised again by closed.result()
+                closed.set_exception(e)
+        threading.Thread(target=run, daemon=True).start()
+        try:
+            closed.result(CLOSE_TIMEOUT_S)
+        except FutureTimeout:
             raise RuntimeError(f"closing jack client {name!r} did not return in "
-                               f"{CLOSE_TIMEOUT_S:g} s: the jack server is wedged")
-        if failed:
-            raise failed[0]
+                               f"{CLOSE_TIMEOUT_S:g} s: the jack server is wedged") from None
+
+    def _deactivate_and_close(self) -> None:
+        try:
+            self.client.deactivate()
+        finally:
+            self.client.close()
 
 
 class JackReceiver(_JackMidiClient):
