@@ -36,3 +36,13 @@ def frame_accuracy(samples: torch.Tensor, target: torch.Tensor) -> tuple[torch.T
     union = samples.sum(-1) + target.sum(-1) - tp  # TP + FP + FN
     acc = torch.where(union > 0, tp / union.clamp(min=1), torch.ones_like(tp))
     return acc, tp, union
+
+
+def previous_frames(sequences: list[np.ndarray]) -> torch.Tensor:
+    """v_{t-1} of every frame of the sequences, in order; silence before each first frame."""
+    out = []
+    for s in sequences:
+        prev = np.zeros_like(s, dtype=np.float32)
+        prev[1:] = s[:-1]
+        out.append(prev)
+    return torch.from_numpy(np.concatenate(out))

@@ -63,6 +63,8 @@ class RNNRBM(nn.Module):
         self.Wuu = nn.Parameter(torch.randn(nu, nu) * r)
         self.bu = nn.Parameter(torch.zeros(nu))
         self.u0 = nn.Parameter(torch.zeros(nu), requires_grad=config.learn_u0)
+        # The guided sampler's proposal (export/proposal.py): fitted after training, not trained with the model.
+        self.proposal = None
 
     # --- the recurrent part -------------------------------------------------------------
 
@@ -168,7 +170,8 @@ class RNNRBM(nn.Module):
         """The version 2 step: (u_{t-1}, v_{t-1}, noise [B, R, K+1, n_h+n_v], clamps, T) -> (v_t, u_t)."""
         bv_t = self.bv + u_prev @ self.Wuv
         bh_t = self.bh + u_prev @ self.Wuh
-        v = draw(sampler, self.W, bv_t, bh_t, v_prev, noise, clamp_mask, clamp_value, temperature)
+        a = self.proposal.logits(u_prev, v_prev) if sampler.kind == "guided" else None
+        v = draw(sampler, self.W, bv_t, bh_t, v_prev, noise, clamp_mask, clamp_value, temperature, proposal=a)
         u = torch.tanh(self.bu + v @ self.Wvu + u_prev @ self.Wuu)
         return v, u
 

@@ -26,7 +26,8 @@ from rnnrbm_live.model.card import FORMAT, FORMAT_V1, contract_shapes
 
 from .checkpoint import load_checkpoint, weights
 from .model import RNNRBM
-from .sampler import DEFAULT_SAMPLER, KINDS, STARTS, Sampler
+from .proposal import fit_for_checkpoint
+from .sampler import DEFAULT_SAMPLER, GUIDED, KINDS, STARTS, Sampler
 from .step_check import ExportCheckError, verify_step_graph
 from .step_graph import DEFAULT_OPSET, GRAPHS, MIN_OPSET, build_step_graph
 
@@ -45,8 +46,10 @@ def model_card(model: RNNRBM, checkpoint_card: dict, gibbs_steps: int, opset: in
     """The `.onnx.json` card: what the runtime needs, where the model came from, how good it is."""
     c = model.config
     chains = None if sampler is None else sampler.chains
-    inputs, outputs = contract_shapes(c.n_visible, c.n_hidden, c.n_recurrent, gibbs_steps, chains)
-    versioned = {} if sampler is None else {"sampler": {**sampler.to_dict(), "label": sampler.label()},
+    guided = sampler is not None and sampler.kind == "guided"
+    inputs, outputs = contract_shapes(c.n_visible, c.n_hidden, c.n_recurrent, gibbs_steps, chains, guided=guided)
+    fitted = {"proposal": model.proposal.fit} if guided else {}
+    versioned = {} if sampler is None else {"sampler": {**sampler.to_dict(), "label": sampler.label(), **fitted},
                                             "sampler_metrics": sampler_metrics}
     return {
         "format": FORMAT_V1 if sampler is None else FORMAT,
@@ -106,6 +109,10 @@ def export_model(model: RNNRBM, card: dict, out_stem: str | Path, gibbs_steps: i
         raise UserError(f"--opset {opset} is not supported; use {MIN_OPSET}..{onnx.defs.onnx_opset_version()} "
                         f"(default {DEFAULT_OPSET})")
     tensors = weights(model)
+    if sampler is not None and sampler.kind == "guided":
+        if model.proposal is None:
+            raise UserError("the guided sampler needs a proposal: fit one first (export/proposal.py)")
+        tensors.update(model.proposal.tensors())
     graph_proto = build_step_graph({n: t.numpy() for n, t in tensors.items()}, k, opset, graph, sampler)
     onnx_bytes = graph_proto.SerializeToString()
     check = verify_step_graph(model, onnx_bytes, k, sampler=sampler)
@@ -134,10 +141,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", choices=(*KINDS, "v1"), default=DEFAULT_SAMPLER.kind,
                    help=f"how a frame is drawn (docs/step-contract.md): sir (default: {DEFAULT_SAMPLER.label()}), "
                         "chain, or v1 (a version 1 step: one chain from silence, no v_prev)")
-    p.add_argument("--chains", type=int, metavar="R", help=f"sir: chains per frame (default {DEFAULT_SAMPLER.chains})")
+    p.add_argument("--chains", type=int, metavar="R",
+                   help=f"sir: chains per frame (default {DEFAULT_SAMPLER.chains}); guided: candidates "
+                        f"(default {GUIDED.chains})")
     p.add_argument("--previous", type=int, metavar="P",
                    help=f"sir: chains whose start leans to the previous frame (default {DEFAULT_SAMPLER.previous})")
-    p.add_argument("--lean", type=float, metavar="L", help=f"sir: how far they lean (default {DEFAULT_SAMPLER.lean:g})")
+    p.add_argument("--lean", type=float, metavar="L",
+                   help=f"sir: how far they lean (default {DEFAULT_SAMPLER.lean:g}); guided: how far the proposal "
+                        f"leans to the previous frame (default {GUIDED.lean:g})")
+    p.add_argument("--spread", type=float, metavar="S",
+                   help=f"guided: divide the fitted proposal's logits by S (wider; default {GUIDED.spread:g})")
+    p.add_argument("--data", metavar="NAME|DIR",
+                   help="guided: the training data to fit the proposal on (default: what the checkpoint's card names)")
     p.add_argument("--start", choices=STARTS, default="previous", help="chain: where it starts (default previous)")
     p.add_argument("--sampler-metrics", metavar="FILE.json",
                    help="measured numbers of the sampler (scripts/bench_sampler.py --save) to record in the card")
@@ -152,16 +167,21 @@ def _parser() -> argparse.ArgumentParser:
 def sampler_from_args(args: argparse.Namespace) -> Sampler | None:
     if args.sampler == "v1":
         return None
-    d = DEFAULT_SAMPLER
+    d = GUIDED if args.sampler == "guided" else DEFAULT_SAMPLER
     steps = d.steps if args.gibbs_steps is None else args.gibbs_steps
     if not isinstance(steps, int) or steps < 1:
         raise UserError(f"--gibbs-steps must be a positive integer, got {steps!r}")
     try:
         if args.sampler == "chain":
             return Sampler("chain", steps, start=args.start)
+        if args.sampler == "guided":
+            return Sampler("guided", steps, chains=d.chains if args.chains is None else args.chains,
+                           lean=d.lean if args.lean is None else args.lean,
+                           spread=d.spread if args.spread is None else args.spread)
         chains = d.chains if args.chains is None else args.chains
         previous = min(d.previous, chains) if args.previous is None else args.previous
-        return Sampler("sir", steps, chains=chains, previous=previous, lean=d.lean if args.lean is None else args.lean)
+        return Sampler("sir", steps, chains=chains, previous=previous, lean=d.lean if args.lean is None else args.lean,
+                       spread=1.0 if args.spread is None else args.spread)
     except ValueError as e:
         raise UserError(f"--sampler {args.sampler}: {e}") from None
 
@@ -181,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         sampler = sampler_from_args(args)
         metrics = _sampler_metrics(args.sampler_metrics)
         model, card = load_checkpoint(args.checkpoint)
+        if sampler is not None and sampler.kind == "guided":
+            model.proposal = fit_for_checkpoint(model, card, args.data).shaped(sampler.lean, sampler.spread)
         paths = export_model(model, card, args.out, args.gibbs_steps, args.opset, args.graph, sampler, metrics)
     except ExportCheckError as e:
         print(f"rnnrbm-export: {e}", file=sys.stderr)

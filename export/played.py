@@ -12,26 +12,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from rnnrbm_live.errors import UserError
 from rnnrbm_live.model.card import FORMAT_V1, read_card
 
-from .frames import frame_accuracy, frame_biases
+from .frames import frame_accuracy, frame_biases, previous_frames
 from .model import RNNRBM
+from .proposal import TENSOR_NAMES, Proposal, frame_features, from_tensors
 from .sampler import DEFAULT_SAMPLER, Sampler, draw, noise_shape
 from .uniforms import Uniforms
 
 _FRAMES_PER_CHUNK = 512
-
-
-def previous_frames(sequences: list[np.ndarray]) -> torch.Tensor:
-    """v_{t-1} of every frame of the sequences, in order; silence before each first frame."""
-    out = []
-    for s in sequences:
-        prev = np.zeros_like(s, dtype=np.float32)
-        prev[1:] = s[:-1]
-        out.append(prev)
-    return torch.from_numpy(np.concatenate(out))
+CARD_ONLY = ("label", "proposal")  # what a card's sampler says beside the Sampler's own fields
 
 
 @torch.no_grad()
@@ -41,15 +35,21 @@ def played_accuracies(model: RNNRBM, sequences: list[np.ndarray], sampler: Sampl
     for `frames` of the split only (a shard), with the draws a whole run gives them."""
     v, bv, bh = frame_biases(model, sequences)
     prev = previous_frames(sequences).to(v.device)
+    a = None
+    if sampler.kind == "guided":
+        u_prev, _, _ = frame_features(model, sequences)
+        a = model.proposal.logits(u_prev, prev)
     return accuracies_given(model.W.detach(), v, bv, bh, prev, sampler, samples=samples, seed=seed,
-                            temperature=temperature, frames=frames)
+                            temperature=temperature, frames=frames, proposal=a)
 
 
 @torch.no_grad()
 def accuracies_given(W: torch.Tensor, v: torch.Tensor, bv: torch.Tensor, bh: torch.Tensor, prev: torch.Tensor,
                      sampler: Sampler, *, samples: int = 1, seed: int = 0,
-                     temperature: float = 1.0, frames: slice = slice(None)) -> torch.Tensor:
-    """played_accuracies() for frames whose biases are already known. Frames go in chunks
+                     temperature: float = 1.0, frames: slice = slice(None),
+                     proposal: torch.Tensor | None = None) -> torch.Tensor:
+    """played_accuracies() for frames whose biases (and for "guided" the proposal's
+    logits) are already known. Frames go in chunks
     with noise of their own, numbered from the split's first frame, so any range of
     frames gets the same draws as a run over all of them."""
     nv, nh = W.shape
@@ -59,11 +59,12 @@ def accuracies_given(W: torch.Tensor, v: torch.Tensor, bv: torch.Tensor, bh: tor
     for c in range(first // per_chunk, -(-end // per_chunk)):
         rows = slice(c * per_chunk, (c + 1) * per_chunk)
         rep = [x[rows].repeat_interleave(samples, 0) for x in (v, bv, bh, prev)]
+        a = None if proposal is None else proposal[rows].repeat_interleave(samples, 0)
         n = rep[0].shape[0]
         noise = Uniforms(W.device, [seed, 2, c]).like((n, *noise_shape(sampler, nh, nv)))
         zeros = torch.zeros(n, nv, device=W.device)
         temp = torch.full((n, 1), float(temperature), device=W.device)
-        drawn = draw(sampler, W, rep[1], rep[2], rep[3], noise, zeros, zeros, temp)
+        drawn = draw(sampler, W, rep[1], rep[2], rep[3], noise, zeros, zeros, temp, proposal=a)
         acc = frame_accuracy(drawn, rep[0])[0].double().view(-1, samples).mean(1)
         lo, hi = max(first, rows.start), min(end, rows.stop)  # the chunk's frames in range
         accs.append(acc[lo - rows.start:hi - rows.start])
@@ -93,6 +94,8 @@ def measure(args, model: RNNRBM, sequences: list[np.ndarray], frames: slice = sl
     sampler = check(args)
     if sampler is None:
         return None, {}
+    if sampler.kind == "guided":
+        model.proposal = proposal_of(args.played_card)
     acc = played_accuracies(model, sequences, sampler, samples=args.played_samples, seed=args.seed,
                             frames=frames)
     return acc, {"played_sampler": sampler.label(), "played_samples": args.played_samples}
@@ -112,9 +115,21 @@ def sampler_of(card_path: str) -> Sampler:
     if card.get("format") == FORMAT_V1:
         return Sampler("chain", card.get("gibbs_steps"), start="silence")
     try:
-        return Sampler.from_dict({k: v for k, v in (card.get("sampler") or {}).items() if k != "label"})
+        return Sampler.from_dict({k: v for k, v in (card.get("sampler") or {}).items() if k not in CARD_ONLY})
     except (TypeError, ValueError) as e:
         raise UserError(f"{card_path}: its sampler cannot be read ({e}); re-export the model") from None
+
+
+def proposal_of(card_path: str | Path) -> Proposal:
+    """The guided sampler's proposal, from the .safetensors beside an exported model's card."""
+    path = Path(str(card_path).removesuffix(".json").removesuffix(".onnx") + ".safetensors")
+    try:
+        tensors = load_file(str(path))
+    except (OSError, SafetensorError) as e:
+        raise UserError(f"{path}: cannot read the guided sampler's proposal ({e}); re-export the model") from None
+    if not set(TENSOR_NAMES) <= set(tensors):
+        raise UserError(f"{path}: no guided proposal in it (no {' and '.join(TENSOR_NAMES)}); re-export the model")
+    return from_tensors(tensors, (read_card(Path(card_path)).get("sampler") or {}).get("proposal"))
 
 
 def table_rows(r: dict) -> list[tuple[str, str]]:

@@ -12,13 +12,17 @@ from __future__ import annotations
 import numpy as np
 
 from .graph_ops import Graph, f32, sigmoid_draw, sigmoid_step, split_steps
-from .sampler import Sampler
+from .sampler import Sampler, softplus_group
 
 
-def sampler_nodes(g: Graph, sampler: Sampler, noise: str, nh: int, nv: int) -> str:
-    """Nodes drawing the frame "v" from the biases "bh_t", "bv_t", the clamped noise
-    [B, R, K + 1, nh + nv] and the inputs v_prev, clamp_mask, clamp_value, temperature."""
+def sampler_nodes(g: Graph, sampler: Sampler, noise: str, nh: int, nv: int,
+                  proposal: dict[str, np.ndarray] | None = None) -> str:
+    """Nodes drawing the frame "v" from the biases "bh_t", "bv_t", the noise (clamped
+    [B, R, K + 1, nh + nv]; guided: the input itself, [B, S]) and the inputs v_prev,
+    clamp_mask, clamp_value, temperature; "guided" also needs the proposal's P and pb."""
     g.op("Split", ["b_hv", g.const("hv_split", np.array([nh, nv], np.int64))], ["bh_t", "bv_t"], axis=1)
+    if sampler.kind == "guided":
+        return _guided(g, sampler, noise, nh, nv, proposal)
     parts = split_steps(g, noise, nh, nv, sampler.steps + 1)
     g.const("one", f32(1))
     if sampler.kind == "chain":
@@ -110,7 +114,7 @@ def _draw_visible(g: Graph, a: str, noise: str, out: str) -> str:
     return g.op("Cast", [g.op("Less", [noise, p], out + "_on")], out, to=1)
 
 
-def _pick(g: Graph, r: int, nv: int, log_w: str, v: str, last_hidden_noise: str) -> str:
+def _pick(g: Graph, r: int, nv: int, log_w: str, v: str, last_hidden_noise: str, out: str = "v") -> str:
     """The chain with the largest log weight + Gumbel(noise), per frame (Gumbel-max)."""
     u = g.op("Slice", [last_hidden_noise, g.const("zero_i", np.array([0], np.int64)),
                        g.const("one_i", np.array([1], np.int64)), "axis1"], "pick_u")
@@ -122,4 +126,55 @@ def _pick(g: Graph, r: int, nv: int, log_w: str, v: str, last_hidden_noise: str)
     best = g.op("Expand", [best, g.const("nv_shape", np.array([1, 1, nv], np.int64))], "best_nv")
     ends = g.op("Reshape", [v, g.const("frames_chains_nv", np.array([-1, r, nv], np.int64))], "ends")
     chosen = g.op("GatherElements", [ends, best], "chosen", axis=1)
-    return g.op("Reshape", [chosen, "rows_nv"], "v")
+    return g.op("Reshape", [chosen, "rows_nv"], out)
+
+
+def _guided(g: Graph, sampler: Sampler, noise: str, nh: int, nv: int, proposal: dict[str, np.ndarray]) -> str:
+    """export/sampler.py's _guided: R candidates from the proposal, weighed, one picked, K sweeps."""
+    r, k = sampler.chains, sampler.steps
+    g.const("one", f32(1))
+    free = g.op("Sub", ["one", "clamp_mask"], "free")
+    held = g.op("Mul", ["clamp_mask", "clamp_value"], "held")
+    inputs = g.op("Concat", ["u_prev", "v_prev"], "uv_prev", axis=1)
+    a = g.op("Gemm", [inputs, g.const("P", f32(proposal["P"])), g.const("pb", f32(proposal["pb"]))], "proposal")
+    c = g.op("Sub", ["bv_t", g.op("Mul", [free, a], "free_proposal")], "weight_bias")
+    # every per-frame input repeated for the R candidates (row b * R + r)
+    both = g.op("Concat", [a, c, "bh_t", free, held, "temperature"], "per_frame", axis=1)
+    wide = g.op("Expand", [g.op("Unsqueeze", [both, g.const("axis1", np.array([1], np.int64))], "per_frame_b3"),
+                           g.const("chains_shape", np.array([1, r, 1], np.int64))], "per_chain_b3")
+    flat = g.op("Reshape", [wide, g.const("per_chain_shape", np.array([-1, nh + 4 * nv + 1], np.int64))], "per_chain")
+    g.op("Split", [flat, g.const("per_chain_split", np.array([nv, nv, nh, nv, nv, 1], np.int64))],
+         ["a_r", "c_r", "bh_r", "free_r", "held_r", "T_r"], axis=1)
+    g.op("Split", [noise, g.const("noise_split", np.array([r * (nv + 1), k * (nh + nv)], np.int64))],
+         ["candidate_noise", "sweep_noise"], axis=1)
+    rows = g.op("Reshape", ["candidate_noise", g.const("candidate_shape", np.array([-1, nv + 1], np.int64))],
+                "candidate_rows")
+    g.op("Split", [rows, g.const("candidate_split", np.array([nv, 1], np.int64))], ["candidate_u", "gumbel_u"], axis=1)
+    on = sigmoid_draw(g, "a_r", "candidate_u", g.op("Neg", ["T_r"], "neg_T_r"), "one", "candidate_on")
+    x = g.op("Add", ["held_r", g.op("Mul", ["free_r", on], "candidate_free")], "candidate")
+    last = g.const("last_axis", np.array([-1], np.int64))
+    linear = g.op("Div", [g.op("ReduceSum", [g.op("Mul", [x, "c_r"], "linear_terms"), last], "linear_sum",
+                               keepdims=1), "T_r"], "linear")
+    pre = g.op("Div", [g.op("Gemm", [x, "W", "bh_r"], "candidate_hpre"), "T_r"], "candidate_hpre_t")
+    log_w = g.op("Add", [linear, _softplus_sum(g, pre, nh)], "log_w")
+    g.const("rows_nv", np.array([-1, nv], np.int64))
+    v = _pick(g, r, nv, log_w, x, "gumbel_u", out="picked")
+    parts = split_steps(g, "sweep_noise", nh, nv, k)
+    neg_t = g.op("Neg", ["temperature"], "neg_temperature")
+    for i in range(1, k + 1):
+        h = sigmoid_step(g, v, "bh_t", parts[2 * i - 2], neg_t, "one", f"h{i}", trans=0)
+        drawn = sigmoid_step(g, h, "bv_t", parts[2 * i - 1], neg_t, "one", f"v{i}_drawn", trans=1)
+        v = g.op("Add", [held, g.op("Mul", [free, drawn], f"v{i}_free")], "v" if i == k else f"v{i}")
+    return v
+
+
+def _softplus_sum(g: Graph, x: str, nh: int) -> str:
+    """export/sampler.py's softplus_sum: relu(x) + log(1 + exp(-|x|)), one Log per group."""
+    group = softplus_group(nh)
+    last = "last_axis"
+    factors = g.op("Add", [g.op("Exp", [g.op("Neg", [g.op("Abs", [x], "sp_abs")], "sp_neg")], "sp_exp"), "one"],
+                   "sp_factor")
+    grouped = g.op("Reshape", [factors, g.const("sp_groups", np.array([0, -1, group], np.int64))], "sp_grouped")
+    logs = g.op("Log", [g.op("ReduceProd", [grouped], "sp_prod", axes=[-1], keepdims=0)], "sp_log")
+    relu = g.op("ReduceSum", [g.op("Relu", [x], "sp_relu"), last], "sp_relu_sum", keepdims=1)
+    return g.op("Add", [relu, g.op("ReduceSum", [logs, last], "sp_log_sum", keepdims=1)], "sp_sum")

@@ -13,7 +13,7 @@ from rnnrbm_live.model.runners import session_options
 
 from .checkpoint import weights
 from .model import RNNRBM
-from .sampler import Probe, Sampler, draw
+from .sampler import Probe, Sampler, draw, noise_shape
 from .step_graph import DEFAULT_OPSET
 
 U_TOLERANCE = 1e-5  # the contract's bound on |u_onnx - u_torch|
@@ -59,8 +59,13 @@ def near_boundary(model: RNNRBM, feeds: dict[str, np.ndarray], sampler: Sampler 
     W = model.W.double()
     bv_t = model.bv.double() + t["u_prev"] @ model.Wuv.double()
     bh_t = model.bh.double() + t["u_prev"] @ model.Wuh.double()
+    a = None
+    if sampler.kind == "guided":
+        p = model.proposal
+        a = p.pb.double() + torch.cat([t["u_prev"], t["v_prev"]], 1) @ p.P.double()
     probe = Probe(len(bv_t), sampler.chains)
-    draw(sampler, W, bv_t, bh_t, t["v_prev"], t["noise"], t["clamp_mask"], t["clamp_value"], t["temperature"], probe)
+    draw(sampler, W, bv_t, bh_t, t["v_prev"], t["noise"], t["clamp_mask"], t["clamp_value"], t["temperature"], probe,
+         proposal=a)
     return ((probe.units() < BOUNDARY) | (probe.pick < PICK_BOUNDARY)).numpy()
 
 
@@ -110,7 +115,7 @@ def verify_step_graph(model: RNNRBM, onnx_bytes: bytes, gibbs_steps: int, seed: 
     session = _check_session(onnx_bytes)
     c = model.config
     nh, nv = c.n_hidden, c.n_visible
-    shape = (gibbs_steps, nh + nv) if sampler is None else (sampler.chains, sampler.steps + 1, nh + nv)
+    shape = (gibbs_steps, nh + nv) if sampler is None else noise_shape(sampler, nh, nv)
     rng = np.random.default_rng(seed)
     rows = boundary = 0
     max_du = 0.0

@@ -58,17 +58,20 @@ def build_step_graph(w: dict[str, np.ndarray], gibbs_steps: int, opset: int = DE
     g = Graph()
     b_hv, u_rec = _recurrent_biases(g, w)
     on, off = (0.0, 1.0) if graph == "threshold" else (-1.0, 2.0)  # noise values that force a unit
-    noise = _clamped_noise(g, nh, on, off, axes=[1] if sampler is None else [1, 2])
     g.const("W", f32(w["W"]))
-    if sampler is not None:
-        v = sampler_nodes(g, sampler, noise, nh, nv)
+    if sampler is not None and sampler.kind == "guided":  # holds its clamps itself: its noise is flat
+        v = sampler_nodes(g, sampler, "noise", nh, nv, proposal={"P": w["P"], "pb": w["pb"]})
+    elif sampler is not None:
+        v = sampler_nodes(g, sampler, _clamped_noise(g, nh, on, off, axes=[1, 2]), nh, nv)
     else:
+        noise = _clamped_noise(g, nh, on, off, axes=[1])
         v = g.op("Mul", ["clamp_mask", "clamp_value"], "v_init")  # the chain starts from the held units
         chain = _threshold_chain if graph == "threshold" else _sigmoid_chain
         v = chain(g, noise, b_hv, v, nh, nv, gibbs_steps)
     _next_state(g, w, v, u_rec)
     inputs, outputs = contract_shapes(nv, nh, nu, gibbs_steps if sampler is None else sampler.steps,
-                                      None if sampler is None else sampler.chains)
+                                      None if sampler is None else sampler.chains,
+                                      guided=sampler is not None and sampler.kind == "guided")
     info = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs.items()]
     out_info = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs.items()]
     body = helper.make_graph(g.nodes, "rnnrbm_step", info, out_info, g.initializers)

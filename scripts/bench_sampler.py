@@ -39,7 +39,8 @@ from rnnrbm_export.checkpoint import load_checkpoint  # noqa: E402
 from rnnrbm_export.frames import frame_biases  # noqa: E402
 from rnnrbm_export.onnx_export import export_model  # noqa: E402
 from rnnrbm_export.played import accuracies_given, previous_frames  # noqa: E402
-from rnnrbm_export.sampler import DEFAULT_SAMPLER, Sampler  # noqa: E402
+from rnnrbm_export.proposal import Proposal, fit_for_checkpoint, frame_features  # noqa: E402
+from rnnrbm_export.sampler import DEFAULT_SAMPLER, GUIDED, Sampler, noise_shape  # noqa: E402
 from rnnrbm_live.midi.datasets import load_split  # noqa: E402
 from rnnrbm_live.model.card import load_model  # noqa: E402
 
@@ -68,7 +69,19 @@ CANDIDATES = [
     Sampler("sir", 10, chains=4, previous=4, lean=2.25),
     Sampler("sir", 10, chains=4, previous=4, lean=2.0),  # nottingham's before lean 2.5
     Sampler("sir", 10, chains=4, previous=4, lean=2.75),
+    Sampler("guided", 1, chains=64, lean=0.0),
+    Sampler("guided", 1, chains=64, lean=1.0),
+    Sampler("guided", 2, chains=64, lean=1.0),
+    Sampler("guided", 1, chains=128, lean=0.0),
+    Sampler("guided", 1, chains=128, lean=1.0),
+    Sampler("guided", 1, chains=256, lean=1.0),
+    Sampler("guided", 1, chains=128, spread=2.0),
+    Sampler("guided", 1, chains=128, spread=2.25),
+    Sampler("guided", 1, chains=128, spread=2.5),
+    Sampler("guided", 1, chains=64, spread=2.25),
 ]
+# Each bundled model's sampler: first in the tables, what --save records.
+BUNDLED = {"nottingham": Sampler("guided", 1, chains=128, spread=2.25), "jsb_chorales": GUIDED}
 BARS, SEEDS, BEATS_PER_BAR = 64, 16, 4
 
 
@@ -80,6 +93,7 @@ def acc_rows(model, data: str, candidates: list[Sampler], samples: int, seed: in
     sequences = load_split(data, "valid")
     v, bv, bh = frame_biases(model, sequences)
     prev = previous_frames(sequences)
+    u_prev = frame_features(model, sequences)[0][frames]
     v, bv, bh, prev = v[frames], bv[frames], bh[frames], prev[frames]
     own = torch.from_numpy(cache["acc"]).double()
     head = {"frames": len(frames), "of": int(sum(len(s) for s in sequences)), "every": int(cache["frames"][1]),
@@ -88,7 +102,8 @@ def acc_rows(model, data: str, candidates: list[Sampler], samples: int, seed: in
     rows = []
     for s in candidates:
         start = time.perf_counter()
-        played = accuracies_given(model.W.detach(), v, bv, bh, prev, s, samples=samples, seed=seed)
+        a = model.proposal.logits(u_prev, prev) if with_proposal(model, s) else None
+        played = accuracies_given(model.W.detach(), v, bv, bh, prev, s, samples=samples, seed=seed, proposal=a)
         diff = played - own
         rows.append({"sampler": s.label(), "played_acc": 100 * float(played.mean()),
                      "minus_own": 100 * float(diff.mean()), "minus_own_sem": 100 * float(diff.std() / math.sqrt(len(diff))),
@@ -98,7 +113,22 @@ def acc_rows(model, data: str, candidates: list[Sampler], samples: int, seed: in
 
 # --- latency ---------------------------------------------------------------------------------
 
+_FITTED: dict[int, Proposal] = {}
+
+
+def with_proposal(model, sampler: Sampler) -> bool:
+    """For a guided sampler, fit the model's proposal (once per model) and lean it as the
+    sampler says; whether the sampler is guided."""
+    if sampler.kind != "guided":
+        return False
+    if id(model) not in _FITTED:
+        _FITTED[id(model)] = fit_for_checkpoint(model, {"train_settings": {"data": model.config.dataset}})
+    model.proposal = _FITTED[id(model)].shaped(sampler.lean, sampler.spread)
+    return True
+
+
 def latency(model, sampler: Sampler, folder: Path, calls: int) -> dict:
+    with_proposal(model, sampler)
     paths = export_model(model, {}, folder / f"m{abs(hash(sampler))}", sampler=sampler)
     t = timings(bare_run(load_model(paths["onnx"]), 1, 1), calls, warmup=200)
     return {"median_ms": 1e3 * float(np.median(t)), "p99_ms": 1e3 * float(np.percentile(t, 99)),
@@ -116,8 +146,9 @@ def generate(model, sampler: Sampler, frames: int, seeds: int, seed: int) -> np.
     v = torch.zeros(seeds, c.n_visible)
     zeros, ones = torch.zeros(seeds, c.n_visible), torch.ones(seeds, 1)
     out = []
+    with_proposal(model, sampler)
     for _ in range(frames):
-        noise = torch.rand(seeds, sampler.chains, sampler.steps + 1, c.n_hidden + c.n_visible, generator=g)
+        noise = torch.rand(seeds, *noise_shape(sampler, c.n_hidden, c.n_visible), generator=g)
         v, u = model.sampler_step(sampler, u, v, noise, zeros, zeros, ones)
         out.append(v)
     return torch.stack(out, 1).numpy().astype(bool)
@@ -157,14 +188,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, choices=("nottingham", "jsb_chorales"))
     p.add_argument("--samples", type=int, default=2, help="frames drawn per true frame for ACC, played")
     p.add_argument("--calls", type=int, default=3000, help="timed B=1 steps per candidate")
-    p.add_argument("--only", type=int, nargs="*", help="candidate numbers to run (default: all)")
+    p.add_argument("--only", type=int, nargs="*", help="candidate numbers to run (default: all; 0 is the bundled "
+                   "model's, then CANDIDATES in order)")
     p.add_argument("--skip", nargs="*", default=[], choices=("acc", "latency", "music"))
     p.add_argument("--save", action="store_true", help="write the first candidate's numbers for rnnrbm-export")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     model, card = load_checkpoint(f"checkpoints/{args.data}/best.safetensors")
-    chosen = [CANDIDATES[i] for i in (args.only or range(len(CANDIDATES)))]
+    candidates = [BUNDLED[args.data], *(c for c in CANDIDATES if c != BUNDLED[args.data])]
+    chosen = [candidates[i] for i in (args.only or range(len(candidates)))]
     result = {"data": args.data, "candidates": [s.to_dict() for s in chosen]}
     if "acc" not in args.skip:
         head, rows = acc_rows(model, args.data, chosen, args.samples, args.seed)

@@ -27,7 +27,8 @@ from safetensors.numpy import load_file
 from rnnrbm_export.checkpoint import save_checkpoint
 from rnnrbm_export.model import CONTRACT_PARAMETERS, RNNRBM, RNNRBMConfig
 from rnnrbm_export.onnx_export import export_model, main
-from rnnrbm_export.sampler import Sampler
+from rnnrbm_export.proposal import Proposal
+from rnnrbm_export.sampler import Sampler, noise_shape
 from rnnrbm_export.step_check import ExportCheckError, reference_step, verify_step_graph
 from rnnrbm_export.step_graph import build_step_graph
 from rnnrbm_live.model.runners import session_options
@@ -105,13 +106,27 @@ def test_long_feedback_rollout_matches_torch(exported, size, graph):
 V2_SAMPLERS = {"chain from previous": Sampler("chain", 8, start="previous"),
                "chain from silence": Sampler("chain", 8),
                "sir, mixed bases": Sampler("sir", 6, chains=4, previous=2, lean=2.0),
-               "sir, all leaning": Sampler("sir", 4, chains=3, previous=3, lean=4.0)}
+               "sir, all leaning": Sampler("sir", 4, chains=3, previous=3, lean=4.0),
+               "guided": Sampler("guided", 2, chains=16, lean=1.0)}
+
+
+def random_proposal(model: RNNRBM, seed: int = 4) -> Proposal:
+    """A proposal that reads both of its inputs: what a fit gives, in kind, without the data."""
+    g = torch.Generator().manual_seed(seed)
+    c = model.config
+    P = torch.randn(c.n_recurrent + c.n_visible, c.n_visible, generator=g) * 0.5
+    return Proposal(P, torch.randn(c.n_visible, generator=g) - 2, {"data": "random"})
+
+
+def _noise(rng, batch: int, sampler: Sampler, c) -> np.ndarray:
+    return rng.random((batch, *noise_shape(sampler, c.n_hidden, c.n_visible)), dtype=np.float32)
 
 
 @pytest.fixture(scope="module")
 def exported_v2(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("export_v2")
     model = random_model(**DEFAULT)
+    model.proposal = random_proposal(model)
     return {name: (model, export_model(model, {"metrics": METRICS}, out / name.replace(" ", "_"), sampler=s), s)
             for name, s in V2_SAMPLERS.items()}
 
@@ -128,7 +143,7 @@ def test_v2_long_feedback_rollout_matches_torch(exported_v2, name):
     v_ref = v_onnx = np.zeros((batch, c.n_visible), np.float32)
     played = []
     for t in range(frames):
-        noise = rng.random((batch, sampler.chains, sampler.steps + 1, c.n_hidden + c.n_visible), dtype=np.float32)
+        noise = _noise(rng, batch, sampler, c)
         mask = (rng.random((batch, c.n_visible)) < (0.2 if t % 3 else 0.0)).astype(np.float32)
         if t % 5 == 4:
             mask[:] = 1
@@ -142,13 +157,14 @@ def test_v2_long_feedback_rollout_matches_torch(exported_v2, name):
     assert 0.05 < played.mean() < 0.9 and played.std(axis=0).mean() > 0.2  # units really flip
 
 
-def test_v2_single_rows_match_the_batched_reference(exported_v2):
+@pytest.mark.parametrize("name", ["sir, mixed bases", "guided"])
+def test_v2_single_rows_match_the_batched_reference(exported_v2, name):
     """B=1 (the live case) gives what the same row gives inside a batch."""
-    model, paths, sampler = exported_v2["sir, mixed bases"]
+    model, paths, sampler = exported_v2[name]
     c, session, rng = model.config, _session(paths["onnx"]), np.random.default_rng(5)
     feeds = {"u_prev": np.tanh(rng.standard_normal((3, c.n_recurrent))).astype(np.float32),
              "v_prev": (rng.random((3, c.n_visible)) < 0.2).astype(np.float32),
-             "noise": rng.random((3, sampler.chains, sampler.steps + 1, c.n_hidden + c.n_visible), dtype=np.float32),
+             "noise": _noise(rng, 3, sampler, c),
              "clamp_mask": np.zeros((3, c.n_visible), np.float32), "clamp_value": np.zeros((3, c.n_visible), np.float32),
              "temperature": np.ones((3, 1), np.float32)}
     v_all, _ = session.run(None, feeds)
@@ -162,7 +178,7 @@ def test_v2_the_previous_frame_matters_only_to_samplers_that_read_it(exported_v2
     c, rng = model.config, np.random.default_rng(2)
     for name, (_, paths, sampler) in exported_v2.items():
         session = _session(paths["onnx"])
-        noise = rng.random((16, sampler.chains, sampler.steps + 1, c.n_hidden + c.n_visible), dtype=np.float32)
+        noise = _noise(rng, 16, sampler, c)
         zeros = np.zeros((16, c.n_visible), np.float32)
         feeds = {"u_prev": np.tile(model.u0.detach().numpy(), (16, 1)), "noise": noise, "clamp_mask": zeros,
                  "clamp_value": zeros, "temperature": np.ones((16, 1), np.float32)}
@@ -181,6 +197,39 @@ def test_v2_card_records_the_sampler(exported_v2):
         ("u_prev", ["B", 100]), ("v_prev", ["B", 88]), ("noise", ["B", 4, 7, 238]), ("clamp_mask", ["B", 88]),
         ("clamp_value", ["B", 88]), ("temperature", ["B", 1])]
     assert card["self_check"]["rows"] == 144
+
+
+def test_v2_guided_card_and_weights_carry_the_proposal(exported_v2):
+    """The flat noise of the guided step, its proposal's fit in the card, P and pb beside the
+    contract tensors in the weights file (with the lean folded in, exactly)."""
+    model, paths, sampler = exported_v2["guided"]
+    card = json.loads(paths["card"].read_text())
+    assert card["sampler"]["kind"] == "guided" and card["sampler"]["proposal"] == {"data": "random"}
+    noise = next(i["shape"] for i in card["inputs"] if i["name"] == "noise")
+    assert noise == ["B", 16 * (88 + 1) + 2 * (150 + 88)]
+    tensors = load_file(str(paths["weights"]))
+    assert set(tensors) == {*CONTRACT_PARAMETERS, "P", "pb"}
+    assert np.array_equal(tensors["P"], model.proposal.P.numpy())
+
+
+def test_lean_and_spread_fold_into_the_proposal_exactly():
+    model = random_model(**SMALL)
+    p, g = random_proposal(model), torch.Generator().manual_seed(0)
+    u = torch.tanh(torch.randn(32, 16, generator=g))
+    prev = (torch.rand(32, 88, generator=g) < 0.2).float()
+    shaped = p.shaped(lean=1.5, spread=2.0)
+    assert torch.allclose(shaped.logits(u, prev), p.logits(u, prev) / 2 + 1.5 * (2 * prev - 1), atol=1e-5)
+    assert (shaped.fit["lean"], shaped.fit["spread"]) == (1.5, 2.0) and "lean" not in p.fit
+
+
+def test_v2_self_check_rejects_a_guided_graph_of_another_proposal():
+    model = random_model(**SMALL)
+    model.proposal = random_proposal(model, seed=1)
+    weights = {n: getattr(model, n).detach().numpy() for n in CONTRACT_PARAMETERS}
+    weights.update({k: t.numpy() for k, t in random_proposal(model, seed=2).tensors().items()})
+    sampler = Sampler("guided", 1, chains=8)
+    with pytest.raises(ExportCheckError, match="disagree on v"):
+        verify_step_graph(model, build_step_graph(weights, 1, sampler=sampler).SerializeToString(), 1, sampler=sampler)
 
 
 def test_v2_self_check_rejects_a_graph_of_another_sampler():
@@ -328,8 +377,29 @@ def test_cli_exports_version_2_by_default_with_sampler_metrics(tmp_path, capsys)
     assert card["sampler"]["kind"] == "chain" and card["sampler"]["start"] == "previous" and card["gibbs_steps"] == 6
 
 
+def test_cli_exports_a_guided_step_fitting_its_proposal_on_the_training_data(tmp_path, capsys):
+    """The proposal is fitted on the training split the checkpoint's card names, or on --data."""
+    model = random_model(**SMALL)
+    model.config.frames_per_beat = 1  # the chorales' grid
+    ck = tmp_path / "ck.safetensors"
+    save_checkpoint(ck, model, {"epoch": 1, "train_settings": {"data": "jsb_chorales"}})
+    assert main([str(ck), "-o", str(tmp_path / "g"), "--sampler", "guided", "--chains", "8"]) == 0
+    assert "guided R=8, lean 0, then K=1 sweeps" in capsys.readouterr().out
+    card = json.loads((tmp_path / "g.onnx.json").read_text())
+    fit = card["sampler"]["proposal"]
+    assert card["sampler"]["kind"] == "guided" and fit["data"] == "jsb_chorales" and fit["frames"] == 13807
+    assert main([str(ck), "-o", str(tmp_path / "h"), "--sampler", "guided", "--chains", "4", "--lean", "1",
+                 "--data", "nottingham"]) == 2
+    err = capsys.readouterr().err  # nottingham's grid is eighth notes, the model's quarter notes
+    assert err.startswith("rnnrbm-export: --data nottingham: its grid is 2 frames per beat, the model's is 1")
+    assert err.count("\n") == 1 and not list(tmp_path.glob("h.*"))
+
+
 @pytest.mark.parametrize("args, message", [
     (["missing.safetensors"], "no such checkpoint"),
+    (["CK", "--sampler", "guided"], "--data: the checkpoint does not say what it was trained on"),
+    (["CK", "--sampler", "guided", "--spread", "0"], "--sampler guided: spread must be a positive number"),
+    (["CK", "--spread", "2"], "--sampler sir: spread must be a positive number (1 but for guided)"),
     (["CK", "--chains", "0"], "--sampler sir: chains must be a positive integer"),
     (["CK", "--chains", "2", "--previous", "3"], "--sampler sir: previous must be 0..chains"),
     (["CK", "--sampler-metrics", "nope.json"], "--sampler-metrics nope.json: cannot read it as json"),

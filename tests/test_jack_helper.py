@@ -29,7 +29,7 @@ from conftest import jack_ports
 from test_jack_native import _client_name, _e2e, _hanging, _native
 from test_live_jack import _wait
 
-from rnnrbm_live.live.jack_shm import SharedBlock, pack, stamp, unpack
+from rnnrbm_live.live.jack_shm import WRAP, SharedBlock, pack, stamp, unpack, unwrapped
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -67,6 +67,20 @@ def test_a_long_random_stream_loses_and_reorders_nothing(size, bursts, salt):
         model.popleft()
     assert not model
     assert [slot[0] for slot in received] == list(range(sent))
+
+
+@settings(max_examples=500, deadline=None)
+@given(start=st.integers(0, 3 * WRAP), steps=st.lists(st.integers(-4096, 1 << 20), max_size=200))
+def test_the_frame_counter_unwraps_across_32_bits_and_small_steps_back(start, steps):
+    """The helper's frame counter: JACK's 32-bit count, unwrapped. A period start a little
+    behind the last count is not a wrap: the helper reads JACK's frame estimate before its
+    first period, and on a busy machine that period can start before the estimate (a false
+    wrap put every recorded onset 2^32 frames, 24.8 hours, late)."""
+    frame = start
+    for step in steps:
+        target = frame + step
+        frame = unwrapped(target % WRAP, frame)
+        assert frame == target
 
 
 def test_full_and_wrapping_many_times_over():

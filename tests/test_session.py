@@ -14,6 +14,7 @@ import torch
 import rnnrbm_live.bundled as bundled
 from rnnrbm_export.model import RNNRBM, RNNRBMConfig
 from rnnrbm_export.onnx_export import export_model
+from rnnrbm_export.proposal import Proposal
 from rnnrbm_export.sampler import Sampler
 from rnnrbm_live.errors import UserError
 from rnnrbm_live.model.card import load_model
@@ -22,6 +23,7 @@ from rnnrbm_live.model.session import StepSession, pitch_range, scale_lock
 
 N_HIDDEN, N_RECURRENT, K = 40, 16, 10
 SAMPLER = Sampler("sir", 5, chains=4, previous=2, lean=2.0)  # uses every v2 input
+GUIDED = Sampler("guided", 2, chains=8)
 C_MAJOR = (0, 2, 4, 5, 7, 9, 11)
 V1_FIXTURE = Path(__file__).parent / "fixtures" / "v1_tiny"  # exported by the code before v2
 
@@ -42,6 +44,17 @@ def stem(tmp_path_factory) -> Path:
     """A small exported (version 2) model with weights large enough for lively, varied frames."""
     out = tmp_path_factory.mktemp("model") / "tiny"
     export_model(_tiny_model(), {}, out, sampler=SAMPLER)
+    return out
+
+
+@pytest.fixture(scope="module")
+def stem_guided(tmp_path_factory) -> Path:
+    """The same model with the guided sampler (flat noise) and a proposal that reads u and v_prev."""
+    out = tmp_path_factory.mktemp("model_guided") / "tinyg"
+    model = _tiny_model()
+    g = torch.Generator().manual_seed(3)
+    model.proposal = Proposal(torch.randn(N_RECURRENT + 88, 88, generator=g), torch.randn(88, generator=g) - 2, {})
+    export_model(model, {}, out, sampler=GUIDED)
     return out
 
 
@@ -77,11 +90,12 @@ def test_frames_are_uint8_keys_and_the_provider_is_named(stem):
     assert s.provider == "CPUExecutionProvider" and "CPUExecutionProvider" in s.describe()
 
 
-@pytest.mark.parametrize("version", [2, 1])
-def test_session_runs_the_graph_with_its_own_noise_stream(stem, stem_v1, version):
+@pytest.mark.parametrize("version", [2, 1, "2, guided"])
+def test_session_runs_the_graph_with_its_own_noise_stream(stem, stem_v1, stem_guided, version):
     """The bound buffers and the alternating state buffers feed the graph what a plain run
     would: for version 2 the frame it played becomes its v_prev."""
-    model = load_model(stem if version == 2 else stem_v1)
+    model = load_model({2: stem, 1: stem_v1}.get(version, stem_guided))
+    version = 2 if version != 1 else 1
     s = _session(model.onnx_path, batch=2, seed=11, temperature=0.8)
     raw = ort.InferenceSession(str(model.onnx_path), session_options(1), providers=["CPUExecutionProvider"])
     rng, u, v = np.random.default_rng(11), np.tile(model.u0, (2, 1)), np.zeros((2, 88), np.float32)
@@ -109,8 +123,9 @@ def test_listening_returns_the_frames_and_the_state_follows_them(stem):
         assert np.array_equal(s1.state, s2.state)  # the noise plays no part when every unit is held
 
 
-def test_clamped_units_never_differ_from_their_clamp(stem):
-    s, rng = _session(stem, batch=4, seed=3), np.random.default_rng(1)
+@pytest.mark.parametrize("which", ["sir", "guided"])
+def test_clamped_units_never_differ_from_their_clamp(stem, stem_guided, which):
+    s, rng = _session(stem if which == "sir" else stem_guided, batch=4, seed=3), np.random.default_rng(1)
     for _ in range(60):
         mask = rng.random((4, 88)) < 0.3
         value = rng.random((4, 88)) < 0.5
@@ -225,6 +240,27 @@ def test_bad_model_files_are_refused_in_one_line(copy_of, damage, message):
         StepSession(str(copy_of), device="cpu")
     text = str(error.value)
     assert message in text and "\n" not in text and str(copy_of.parent) in text
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda m: _edit_card(m, sampler={**GUIDED.to_dict(), "chains": 3}),
+     "m.onnx.json: sampler chains 3, gibbs_steps 2 and n_hidden 40 make 523 uniforms per frame but the graph's "
+     "noise has 968"),
+    (lambda m: _edit_card(m, sampler={**SAMPLER.to_dict(), "steps": 2}),
+     "m.onnx.json: the graph's noise has shape ['B', 968], not 4-d"),
+    (lambda m: _edit_card(m, n_hidden=41),
+     "m.onnx.json: sampler chains 8, gibbs_steps 2 and n_hidden 41 make 970 uniforms per frame but the graph's "
+     "noise has 968"),
+])
+def test_bad_guided_model_files_are_refused_in_one_line(stem_guided, tmp_path, damage, message):
+    target = tmp_path / "m"
+    for suffix in (".onnx", ".onnx.json"):
+        shutil.copy(f"{stem_guided}{suffix}", f"{target}{suffix}")
+    damage(target)
+    with pytest.raises(UserError) as error:
+        StepSession(str(target), device="cpu")
+    text = str(error.value)
+    assert message in text and "\n" not in text and str(tmp_path) in text
 
 
 def test_an_unknown_name_lists_the_bundled_models(stem, tmp_path, monkeypatch):

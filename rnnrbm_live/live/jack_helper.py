@@ -53,8 +53,8 @@ from array import array
 
 from rnnrbm_live.live.jack_shm import (CALLBACK_ERROR, CYCLE_BASE, CYCLES, DROPPED, FLOOR,
                                        FRAME_TICKS, LATE, LOST, MAX_LATE, MAX_SHORT,
-                                       NEXT_START, SHUT_DOWN, WRAP, XRUNS, SharedBlock,
-                                       pack, unpack)
+                                       NEXT_START, SHUT_DOWN, XRUNS, SharedBlock,
+                                       pack, unpack, unwrapped)
 
 LEAVE_TIMEOUT_S = 0.5
 RESEND_S = 0.5          # after an xrun, note-offs this recent are written again
@@ -132,12 +132,11 @@ class Helper:
         self.settle_cycles = max(2, round(SETTLE_S / cycle_s))
         self.leaving = False                 # set by the main thread: silence, then go
         self.silenced_at = -1                # the cycle that wrote the last note-offs
-        self._hi = 0                         # the unwrapped frame counter's upper part
-        self._raw = client.frame_time
+        self._frame = client.frame_time      # the last period's start, unwrapped
         self._cycles = 0
         self._wake = wake_fd
         os.set_blocking(wake_fd, False)
-        block[CYCLE_BASE] = self._raw
+        block[CYCLE_BASE] = self._frame
         client.set_process_callback(self._process)
         client.set_xrun_callback(self._xrun)
         client.set_shutdown_callback(self._shutdown)
@@ -154,11 +153,7 @@ class Helper:
                 self.block[CALLBACK_ERROR] = 1
 
     def _cycle(self, nframes: int) -> None:
-        raw = self.client.last_frame_time
-        if raw < self._raw:
-            self._hi += WRAP
-        self._raw = raw
-        base = self._hi + raw
+        base = self._frame = unwrapped(self.client.last_frame_time, self._frame)
         self.block[CYCLE_BASE] = base
         self._cycles += 1
         self.block[CYCLES] = self._cycles

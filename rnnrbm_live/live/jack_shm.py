@@ -41,6 +41,15 @@ TEXT_BYTES = 512            # the helper's last words: why the server dropped us
 STAMP_MASK = (1 << 62) - 1
 WRAP = 1 << 32              # JACK's frame counter is 32 bits; both sides unwrap it
 
+
+def unwrapped(raw: int, before: int) -> int:
+    """The 32-bit frame count `raw`, unwrapped next to `before` (an unwrapped count): the
+    nearest count with these low 32 bits. A count a little behind the last one (JACK's
+    frame estimate read before the first period started, then that period's start) is
+    not a wrap; only a jump of more than half the range is."""
+    delta = (raw - before) % WRAP
+    return before + delta - (WRAP if delta >= WRAP // 2 else 0)
+
 # The counters, one cache line each. Engine-written: FLOOR and FRAME_TICKS (MIDI clock
 # ticks per grid frame; 0 off a clock). Helper-written: the rest.
 (FLOOR, FRAME_TICKS, CYCLE_BASE, CYCLES, LATE, LOST, MAX_LATE, XRUNS, DROPPED, SHUT_DOWN,

@@ -28,22 +28,34 @@ FORMATS = (FORMAT, FORMAT_V1)
 INPUT_NAMES_V1 = ("u_prev", "noise", "clamp_mask", "clamp_value", "temperature")
 INPUT_NAMES = ("u_prev", "v_prev", "noise", "clamp_mask", "clamp_value", "temperature")
 OUTPUT_NAMES = ("v", "u")
-SAMPLER_KINDS = ("chain", "sir")
+SAMPLER_KINDS = ("chain", "sir", "guided")
 BATCH = "B"  # the name of the dynamic batch dimension in the graph and the card
 _SIZE_FIELDS = ("n_visible", "n_hidden", "n_recurrent", "gibbs_steps", "frames_per_beat")
 
 
 def contract_shapes(n_visible: int, n_hidden: int, n_recurrent: int, gibbs_steps: int,
-                    chains: int | None = None) -> tuple[dict[str, list], dict[str, list]]:
+                    chains: int | None = None, guided: bool = False) -> tuple[dict[str, list], dict[str, list]]:
     """The contract's graph inputs and outputs, name -> shape, with "B" the batch: version 2
-    with `chains` (R; noise [B, R, K + 1, n_h + n_v]), else version 1 (noise [B, K, n_h + n_v])."""
+    with `chains` (R; noise [B, R, K + 1, n_h + n_v], or for the guided sampler
+    [B, R (n_v + 1) + K (n_h + n_v)]), else version 1 (noise [B, K, n_h + n_v])."""
     width = n_hidden + n_visible
-    noise = [BATCH, gibbs_steps, width] if chains is None else [BATCH, chains, gibbs_steps + 1, width]
+    if chains is None:
+        noise = [BATCH, gibbs_steps, width]
+    elif guided:
+        noise = [BATCH, guided_noise_size(n_visible, n_hidden, gibbs_steps, chains)]
+    else:
+        noise = [BATCH, chains, gibbs_steps + 1, width]
     inputs = {"u_prev": [BATCH, n_recurrent], **({} if chains is None else {"v_prev": [BATCH, n_visible]}),
               "noise": noise,
               "clamp_mask": [BATCH, n_visible], "clamp_value": [BATCH, n_visible], "temperature": [BATCH, 1]}
     outputs = {"v": [BATCH, n_visible], "u": [BATCH, n_recurrent]}
     return inputs, outputs
+
+
+def guided_noise_size(n_visible: int, n_hidden: int, steps: int, candidates: int) -> int:
+    """A guided step's uniforms per frame: each candidate's visible draws and its Gumbel
+    draw, then each sweep's hidden and visible draws."""
+    return candidates * (n_visible + 1) + steps * (n_hidden + n_visible)
 
 
 @dataclass(frozen=True)
@@ -74,10 +86,18 @@ class StepModel:
 
     @property
     def noise_shape(self) -> tuple[int, ...]:
-        """The noise input of one stream: [K, n_h + n_v] (v1) or [R, K + 1, n_h + n_v] (v2)."""
+        """The noise input of one stream: [K, n_h + n_v] (v1), [R, K + 1, n_h + n_v] (v2), or
+        [R (n_v + 1) + K (n_h + n_v)] (v2, guided)."""
         if self.chains is None:
             return self.gibbs_steps, self.noise_size
+        if self.guided:
+            return (guided_noise_size(self.n_visible, self.n_hidden, self.gibbs_steps, self.chains),)
         return self.chains, self.gibbs_steps + 1, self.noise_size
+
+    @property
+    def guided(self) -> bool:
+        """Whether the step draws with the guided sampler (its noise is one flat row)."""
+        return (self.card.get("sampler") or {}).get("kind") == "guided"
 
     @property
     def takes_previous(self) -> bool:
@@ -104,6 +124,8 @@ class StepModel:
         s = self.card.get("sampler") or {}
         if s.get("kind") == "sir":
             return f"{self.chains} annealed chains of {self.gibbs_steps} steps"
+        if s.get("kind") == "guided":
+            return f"{self.chains} guided candidates, then {self.gibbs_steps} sweeps"
         return f"a chain of {self.gibbs_steps} steps from {s.get('start', 'silence')}"
 
 
@@ -245,7 +267,7 @@ def check_graph(onnx_path: Path, card_path: Path, card: dict, sizes: dict) -> No
         for name, (_, dtype) in found.items():
             if dtype != "tensor(float)":
                 raise UserError(f"{onnx_path}: the graph's {name} {kind} is {dtype}, not float32; re-export the model")
-    _check_sizes(card_path, sizes, {**inputs, **outputs})
+    _check_sizes(card_path, sizes, {**inputs, **outputs}, guided=(card.get("sampler") or {}).get("kind") == "guided")
     _check_listed_io(card_path, card, inputs, outputs)
 
 
@@ -254,10 +276,11 @@ def _dim(shapes: dict, name: str, axis: int):
     return shape[axis] if len(shape) > axis else None
 
 
-def _check_sizes(card_path: Path, sizes: dict, shapes: dict) -> None:
+def _check_sizes(card_path: Path, sizes: dict, shapes: dict, guided: bool = False) -> None:
     nv, nh, nu, k = sizes["n_visible"], sizes["n_hidden"], sizes["n_recurrent"], sizes["gibbs_steps"]
     r = sizes["chains"]
-    for name, want in (("u_prev", 2), ("noise", 3 if r is None else 4), ("clamp_mask", 2), ("clamp_value", 2),
+    noise_rank = 3 if r is None else 2 if guided else 4
+    for name, want in (("u_prev", 2), ("noise", noise_rank), ("clamp_mask", 2), ("clamp_value", 2),
                        ("temperature", 2), ("v", 2), ("u", 2), *((("v_prev", 2),) if r is not None else ())):
         if len(shapes[name][0]) != want:
             raise UserError(f"{card_path}: the graph's {name} has shape {shapes[name][0]}, not {want}-d as "
@@ -273,17 +296,34 @@ def _check_sizes(card_path: Path, sizes: dict, shapes: dict) -> None:
             ("gibbs_steps", k, "noise", _minus_one(_dim(shapes, "noise", 2)), " steps (slots - 1)"),
             ("n_visible", nv, "v_prev", _dim(shapes, "v_prev", 1), ""))),
     )
+    if guided:
+        checks = (*checks[:5], checks[-1])
     for field_name, value, graph_name, got, unit in checks:
         if got != value:
             raise UserError(f"{card_path}: {field_name} is {value} but the graph's {graph_name} has {got}{unit}; "
                             f"re-export the model")
-    width = _dim(shapes, "noise", 2 if r is None else 3)
-    if not isinstance(width, int) or width - nv != nh:
-        hidden = f"{width}-{nv}={width - nv}" if isinstance(width, int) else repr(width)
-        raise UserError(f"{card_path}: n_hidden is {nh} but the graph's noise input has {hidden}; re-export the model")
+    if guided:
+        _check_guided_noise(card_path, sizes, _dim(shapes, "noise", 1))
+    else:
+        _check_noise_width(card_path, sizes, _dim(shapes, "noise", 2 if r is None else 3))
     if _dim(shapes, "temperature", 1) != 1:
         raise UserError(f"{card_path}: the graph's temperature input has shape {shapes['temperature'][0]}, "
                         f"not [B, 1]; re-export the model")
+
+
+def _check_guided_noise(card_path: Path, sizes: dict, got) -> None:
+    nv, nh, k, r = sizes["n_visible"], sizes["n_hidden"], sizes["gibbs_steps"], sizes["chains"]
+    want = guided_noise_size(nv, nh, k, r)
+    if got != want:
+        raise UserError(f"{card_path}: sampler chains {r}, gibbs_steps {k} and n_hidden {nh} make {want} uniforms "
+                        f"per frame but the graph's noise has {got}; re-export the model")
+
+
+def _check_noise_width(card_path: Path, sizes: dict, width) -> None:
+    nv, nh = sizes["n_visible"], sizes["n_hidden"]
+    if not isinstance(width, int) or width - nv != nh:
+        hidden = f"{width}-{nv}={width - nv}" if isinstance(width, int) else repr(width)
+        raise UserError(f"{card_path}: n_hidden is {nh} but the graph's noise input has {hidden}; re-export the model")
 
 
 def _minus_one(dim):
