@@ -30,8 +30,8 @@ from rnnrbm_live.errors import UserError
 from rnnrbm_live.midi.datasets import DATASETS, dataset_frames_per_beat, load_split
 
 from . import batching
-from .model import RNNRBM
 from .frames import previous_frames
+from .model import RNNRBM
 
 TENSOR_NAMES = ("P", "pb")  # in the exported .safetensors, beside the contract's tensors
 _SEQUENCES_PER_BATCH = 64

@@ -277,8 +277,7 @@ def _dim(shapes: dict, name: str, axis: int):
 
 
 def _check_sizes(card_path: Path, sizes: dict, shapes: dict, guided: bool = False) -> None:
-    nv, nh, nu, k = sizes["n_visible"], sizes["n_hidden"], sizes["n_recurrent"], sizes["gibbs_steps"]
-    r = sizes["chains"]
+    nv, nu, k, r = sizes["n_visible"], sizes["n_recurrent"], sizes["gibbs_steps"], sizes["chains"]
     noise_rank = 3 if r is None else 2 if guided else 4
     for name, want in (("u_prev", 2), ("noise", noise_rank), ("clamp_mask", 2), ("clamp_value", 2),
                        ("temperature", 2), ("v", 2), ("u", 2), *((("v_prev", 2),) if r is not None else ())):
