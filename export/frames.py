@@ -17,16 +17,23 @@ _SEQUENCES_PER_BATCH = 16  # RNN passes over padded batches; the RNN is a small 
 def frame_biases(model: RNNRBM, sequences: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every frame v_t [N, n_v] of the sequences, in order, with the biases bv_t [N, n_v]
     and bh_t [N, n_h] of its RBM given the true history v_<t; on the model's device."""
+    v, _, bv, bh = frame_inputs(model, sequences)
+    return v, bv, bh
+
+
+@torch.no_grad()
+def frame_inputs(model: RNNRBM, sequences: list[np.ndarray]) -> tuple[torch.Tensor, ...]:
+    """frame_biases() with each frame's previous recurrent state u_{t-1} [N, n_u] after v_t:
+    (v, u_prev, bv, bh), from one pass of the RNN."""
     device = model.W.device
-    vs, bvs, bhs = [], [], []
+    parts: list[list[torch.Tensor]] = [[], [], [], []]
     for start in range(0, len(sequences), _SEQUENCES_PER_BATCH):
         v, mask = batching.pad(sequences[start:start + _SEQUENCES_PER_BATCH], device)
-        bv, bh = model.conditional_biases(v)
+        u = model.previous_states(v)
         keep = mask.bool()
-        vs.append(v[keep])
-        bvs.append(bv[keep])
-        bhs.append(bh[keep])
-    return torch.cat(vs), torch.cat(bvs), torch.cat(bhs)
+        for part, x in zip(parts, (v, u, *model.biases(u))):
+            part.append(x[keep])
+    return tuple(torch.cat(p) for p in parts)
 
 
 def frame_accuracy(samples: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -81,7 +81,10 @@ class RNNRBM(nn.Module):
 
     def conditional_biases(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The biases bv_t [B, T, n_v] and bh_t [B, T, n_h] of each frame's RBM."""
-        u_prev = self.previous_states(v)
+        return self.biases(self.previous_states(v))
+
+    def biases(self, u_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """bv_t and bh_t of the RBMs whose previous recurrent states are u_prev [..., n_u]."""
         return self.bv + u_prev @ self.Wuv, self.bh + u_prev @ self.Wuh
 
     # --- the RBM part ---------------------------------------------------------------------

@@ -18,9 +18,9 @@ from safetensors.torch import load_file
 from rnnrbm_live.errors import UserError
 from rnnrbm_live.model.card import FORMAT_V1, read_card
 
-from .frames import frame_accuracy, frame_biases, previous_frames
+from .frames import frame_accuracy, frame_inputs, previous_frames
 from .model import RNNRBM
-from .proposal import TENSOR_NAMES, Proposal, frame_features, from_tensors
+from .proposal import TENSOR_NAMES, Proposal, from_tensors
 from .sampler import DEFAULT_SAMPLER, Sampler, draw, noise_shape
 from .uniforms import Uniforms
 
@@ -33,12 +33,9 @@ def played_accuracies(model: RNNRBM, sequences: list[np.ndarray], sampler: Sampl
                       seed: int = 0, temperature: float = 1.0, frames: slice = slice(None)) -> torch.Tensor:
     """Per frame [N] (float64): the expected accuracy of `samples` frames the step draws;
     for `frames` of the split only (a shard), with the draws a whole run gives them."""
-    v, bv, bh = frame_biases(model, sequences)
+    v, u_prev, bv, bh = frame_inputs(model, sequences)
     prev = previous_frames(sequences).to(v.device)
-    a = None
-    if sampler.kind == "guided":
-        u_prev, _, _ = frame_features(model, sequences)
-        a = model.proposal.logits(u_prev, prev)
+    a = model.proposal.logits(u_prev, prev) if sampler.kind == "guided" else None
     return accuracies_given(model.W.detach(), v, bv, bh, prev, sampler, samples=samples, seed=seed,
                             temperature=temperature, frames=frames, proposal=a)
 
@@ -89,14 +86,19 @@ def check(args) -> Sampler | None:
     return sampler_of(args.played_card) if args.played_card else DEFAULT_SAMPLER
 
 
+def ready(model: RNNRBM, sampler: Sampler, card_path: str | Path | None) -> Sampler:
+    """The sampler, with the model given the proposal beside its card if it is guided."""
+    if sampler.kind == "guided":
+        model.proposal = proposal_of(card_path)
+    return sampler
+
+
 def measure(args, model: RNNRBM, sequences: list[np.ndarray], frames: slice = slice(None)) -> tuple[torch.Tensor | None, dict]:
     """'ACC, played' for rnnrbm-eval: each frame's (None: skipped) and what was measured."""
     sampler = check(args)
     if sampler is None:
         return None, {}
-    if sampler.kind == "guided":
-        model.proposal = proposal_of(args.played_card)
-    acc = played_accuracies(model, sequences, sampler, samples=args.played_samples, seed=args.seed,
+    acc = played_accuracies(model, sequences, ready(model, sampler, args.played_card), samples=args.played_samples, seed=args.seed,
                             frames=frames)
     return acc, {"played_sampler": sampler.label(), "played_samples": args.played_samples}
 

@@ -29,12 +29,10 @@ import torch.nn.functional as F
 from rnnrbm_live.errors import UserError
 from rnnrbm_live.midi.datasets import DATASETS, dataset_frames_per_beat, load_split
 
-from . import batching
-from .frames import previous_frames
+from .frames import frame_inputs, previous_frames
 from .model import RNNRBM
 
 TENSOR_NAMES = ("P", "pb")  # in the exported .safetensors, beside the contract's tensors
-_SEQUENCES_PER_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -44,8 +42,9 @@ class Proposal:
     fit: dict  # how it was fitted: data, frames, cross-entropy per frame, lean
 
     def logits(self, u_prev: torch.Tensor, v_prev: torch.Tensor) -> torch.Tensor:
-        """a_t [N, n_v] for the rows of u_{t-1} [N, n_u] and v_{t-1} [N, n_v]."""
-        return self.pb + torch.cat([u_prev, v_prev], 1) @ self.P
+        """a_t [N, n_v] for the rows of u_{t-1} [N, n_u] and v_{t-1} [N, n_v], in their dtype."""
+        dtype = u_prev.dtype
+        return self.pb.to(dtype) + torch.cat([u_prev, v_prev], 1) @ self.P.to(dtype)
 
     def shaped(self, lean: float = 0.0, spread: float = 1.0) -> "Proposal":
         """The same proposal widened (its logits divided by `spread`), then with `lean`
@@ -59,24 +58,12 @@ class Proposal:
         return {"P": self.P.contiguous(), "pb": self.pb.contiguous()}
 
 
-def frame_features(model: RNNRBM, sequences: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Every frame's (u_{t-1} [N, n_u], v_{t-1} [N, n_v], v_t [N, n_v]) given the true history."""
-    us, vs = [], []
-    with torch.no_grad():
-        for start in range(0, len(sequences), _SEQUENCES_PER_BATCH):
-            v, mask = batching.pad(sequences[start:start + _SEQUENCES_PER_BATCH], model.W.device)
-            keep = mask.bool()
-            us.append(model.previous_states(v)[keep])
-            vs.append(v[keep])
-    return torch.cat(us), previous_frames(sequences).to(model.W.device), torch.cat(vs)
-
-
 def fit_proposal(model: RNNRBM, sequences: list[np.ndarray], *, data: str, steps: int = 2000,
                  batch: int = 1024, lr: float = 0.01, seed: int = 0) -> Proposal:
     """Logistic regression of v_t on [u_{t-1}, v_{t-1}] over the sequences' frames (Adam,
     minibatches drawn with `seed`: the same data and seed give the same proposal)."""
-    u, prev, v = frame_features(model, sequences)
-    x = torch.cat([u, prev], 1)
+    v, u = frame_inputs(model, sequences)[:2]
+    x = torch.cat([u, previous_frames(sequences).to(u.device)], 1)
     n_v = v.shape[1]
     g = torch.Generator().manual_seed(seed)
     P = torch.zeros(x.shape[1], n_v, requires_grad=True)

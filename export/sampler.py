@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from rnnrbm_live.model.card import guided_noise_size
+
 KINDS = ("chain", "sir", "guided")
 STARTS = ("silence", "previous")
 
@@ -104,7 +106,7 @@ GUIDED = Sampler("guided", 1, chains=128, lean=0.0)
 def noise_shape(sampler: Sampler, n_hidden: int, n_visible: int) -> tuple[int, ...]:
     """Per frame: [R, K + 1, n_h + n_v] (chain, sir) or [R (n_v + 1) + K (n_h + n_v)] (guided)."""
     if sampler.kind == "guided":
-        return (sampler.chains * (n_visible + 1) + sampler.steps * (n_hidden + n_visible),)
+        return (guided_noise_size(n_visible, n_hidden, sampler.steps, sampler.chains),)
     return sampler.chains, sampler.steps + 1, n_hidden + n_visible
 
 

@@ -43,16 +43,14 @@ def _chain(g: Graph, sampler: Sampler, parts: list[str]) -> str:
     return v
 
 
-def _rows(g: Graph, r: int, nh: int, nv: int) -> None:
-    """Every per-frame input repeated for the R chains: bh_r, bv_r, mask_r, value_r, T_r."""
-    parts = ["b_hv", "clamp_mask", "clamp_value", "temperature"]
-    both = g.op("Concat", parts, "per_frame", axis=1)
+def _per_chain(g: Graph, r: int, inputs: list[str], outputs: list[str], widths: list[int]) -> None:
+    """Per-frame inputs [B, ...] repeated for the R chains (row b * R + r) and split into
+    `outputs` of `widths` columns: one Concat, Expand, Reshape and Split for all of them."""
+    both = g.op("Concat", inputs, "per_frame", axis=1)
     wide = g.op("Unsqueeze", [both, g.const("axis1", np.array([1], np.int64))], "per_frame_b3")
     wide = g.op("Expand", [wide, g.const("chains_shape", np.array([1, r, 1], np.int64))], "per_chain_b3")
-    width = nh + 3 * nv + 1
-    flat = g.op("Reshape", [wide, g.const("per_chain_shape", np.array([-1, width], np.int64))], "per_chain")
-    g.op("Split", [flat, g.const("per_chain_split", np.array([nh, nv, nv, nv, 1], np.int64))],
-         ["bh_r", "bv_r", "mask_r", "value_r", "T_r"], axis=1)
+    flat = g.op("Reshape", [wide, g.const("per_chain_shape", np.array([-1, sum(widths)], np.int64))], "per_chain")
+    g.op("Split", [flat, g.const("per_chain_split", np.array(widths, np.int64))], outputs, axis=1)
 
 
 def _base(g: Graph, sampler: Sampler, nv: int) -> str:
@@ -80,7 +78,8 @@ def _log_g(g: Graph, a: str, out: str) -> str:
 
 def _sir(g: Graph, sampler: Sampler, parts: list[str], nh: int, nv: int) -> str:
     r, k = sampler.chains, sampler.steps
-    _rows(g, r, nh, nv)
+    _per_chain(g, r, ["b_hv", "clamp_mask", "clamp_value", "temperature"],
+               ["bh_r", "bv_r", "mask_r", "value_r", "T_r"], [nh, nv, nv, nv, 1])
     base = _base(g, sampler, nv)
     g.op("Sub", ["one", "mask_r"], "free_r")
     g.op("Mul", ["mask_r", "value_r"], "held_r")
@@ -138,13 +137,8 @@ def _guided(g: Graph, sampler: Sampler, noise: str, nh: int, nv: int, proposal: 
     inputs = g.op("Concat", ["u_prev", "v_prev"], "uv_prev", axis=1)
     a = g.op("Gemm", [inputs, g.const("P", f32(proposal["P"])), g.const("pb", f32(proposal["pb"]))], "proposal")
     c = g.op("Sub", ["bv_t", g.op("Mul", [free, a], "free_proposal")], "weight_bias")
-    # every per-frame input repeated for the R candidates (row b * R + r)
-    both = g.op("Concat", [a, c, "bh_t", free, held, "temperature"], "per_frame", axis=1)
-    wide = g.op("Expand", [g.op("Unsqueeze", [both, g.const("axis1", np.array([1], np.int64))], "per_frame_b3"),
-                           g.const("chains_shape", np.array([1, r, 1], np.int64))], "per_chain_b3")
-    flat = g.op("Reshape", [wide, g.const("per_chain_shape", np.array([-1, nh + 4 * nv + 1], np.int64))], "per_chain")
-    g.op("Split", [flat, g.const("per_chain_split", np.array([nv, nv, nh, nv, nv, 1], np.int64))],
-         ["a_r", "c_r", "bh_r", "free_r", "held_r", "T_r"], axis=1)
+    _per_chain(g, r, [a, c, "bh_t", free, held, "temperature"],
+               ["a_r", "c_r", "bh_r", "free_r", "held_r", "T_r"], [nv, nv, nh, nv, nv, 1])
     g.op("Split", [noise, g.const("noise_split", np.array([r * (nv + 1), k * (nh + nv)], np.int64))],
          ["candidate_noise", "sweep_noise"], axis=1)
     rows = g.op("Reshape", ["candidate_noise", g.const("candidate_shape", np.array([-1, nv + 1], np.int64))],

@@ -59,10 +59,7 @@ def near_boundary(model: RNNRBM, feeds: dict[str, np.ndarray], sampler: Sampler 
     W = model.W.double()
     bv_t = model.bv.double() + t["u_prev"] @ model.Wuv.double()
     bh_t = model.bh.double() + t["u_prev"] @ model.Wuh.double()
-    a = None
-    if sampler.kind == "guided":
-        p = model.proposal
-        a = p.pb.double() + torch.cat([t["u_prev"], t["v_prev"]], 1) @ p.P.double()
+    a = model.proposal.logits(t["u_prev"], t["v_prev"]) if sampler.kind == "guided" else None
     probe = Probe(len(bv_t), sampler.chains)
     draw(sampler, W, bv_t, bh_t, t["v_prev"], t["noise"], t["clamp_mask"], t["clamp_value"], t["temperature"], probe,
          proposal=a)

@@ -36,10 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_step import bare_run, timings  # noqa: E402
 from own_acc import cache_path  # noqa: E402
 from rnnrbm_export.checkpoint import load_checkpoint  # noqa: E402
-from rnnrbm_export.frames import frame_biases  # noqa: E402
+from rnnrbm_export.frames import frame_inputs  # noqa: E402
 from rnnrbm_export.onnx_export import export_model  # noqa: E402
 from rnnrbm_export.played import accuracies_given, previous_frames  # noqa: E402
-from rnnrbm_export.proposal import Proposal, fit_for_checkpoint, frame_features  # noqa: E402
+from rnnrbm_export.proposal import Proposal, fit_for_checkpoint  # noqa: E402
 from rnnrbm_export.sampler import DEFAULT_SAMPLER, GUIDED, Sampler, noise_shape  # noqa: E402
 from rnnrbm_live.midi.datasets import load_split  # noqa: E402
 from rnnrbm_live.model.card import load_model  # noqa: E402
@@ -91,10 +91,9 @@ def acc_rows(model, data: str, candidates: list[Sampler], samples: int, seed: in
     cache = np.load(cache_path(data, "valid"))
     frames = torch.from_numpy(cache["frames"])
     sequences = load_split(data, "valid")
-    v, bv, bh = frame_biases(model, sequences)
+    v, u_prev, bv, bh = frame_inputs(model, sequences)
     prev = previous_frames(sequences)
-    u_prev = frame_features(model, sequences)[0][frames]
-    v, bv, bh, prev = v[frames], bv[frames], bh[frames], prev[frames]
+    v, u_prev, bv, bh, prev = v[frames], u_prev[frames], bv[frames], bh[frames], prev[frames]
     own = torch.from_numpy(cache["acc"]).double()
     head = {"frames": len(frames), "of": int(sum(len(s) for s in sequences)), "every": int(cache["frames"][1]),
             "own_acc": 100 * float(own.mean()), "own_sem": 100 * float(own.std() / math.sqrt(len(own))),

@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rnnrbm_export.checkpoint import load_checkpoint, resolve  # noqa: E402
-from rnnrbm_export.played import played_accuracies, proposal_of, sampler_of  # noqa: E402
+from rnnrbm_export.played import played_accuracies, ready, sampler_of  # noqa: E402
 from rnnrbm_live.midi.datasets import load_split  # noqa: E402
 
 
@@ -35,9 +35,7 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(1)
     model = load_checkpoint(resolve(a.checkpoint))[0]
-    sampler = sampler_of(a.card)
-    if sampler.kind == "guided":
-        model.proposal = proposal_of(a.card)
+    sampler = ready(model, sampler_of(a.card), a.card)
     acc = played_accuracies(model, load_split(a.data, a.split), sampler, samples=a.samples, seed=a.seed)
     print(json.dumps({"data": a.data, "split": a.split, "frames": len(acc), "sampler": sampler.label(),
                       "samples": a.samples, "acc_played": 100 * float(acc.mean()),

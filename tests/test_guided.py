@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from rnnrbm_export.model import RNNRBM, RNNRBMConfig
-from rnnrbm_export.proposal import fit_proposal, frame_features
+from rnnrbm_export.frames import frame_inputs, previous_frames
+from rnnrbm_export.proposal import fit_proposal
 from rnnrbm_export.sampler import Sampler, draw, noise_shape
 from rnnrbm_live.midi.datasets import load_split
 
@@ -81,7 +82,8 @@ def test_the_fitted_proposal_guesses_real_frames():
     model.config.frames_per_beat = 1
     train, held_out = load_split("jsb_chorales", "train")[:40], load_split("jsb_chorales", "valid")[:10]
     proposal = fit_proposal(model, train, data="jsb_chorales", steps=400)
-    u, prev, v = frame_features(model, held_out)
+    v, u = frame_inputs(model, held_out)[:2]
+    prev = previous_frames(held_out)
     rate = torch.cat([torch.from_numpy(s) for s in train]).float().mean(0).clamp(1e-3, 1 - 1e-3)
     guessed = F.binary_cross_entropy_with_logits(proposal.logits(u, prev), v) * 88
     base = F.binary_cross_entropy_with_logits(torch.logit(rate).expand_as(v), v) * 88

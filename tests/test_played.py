@@ -12,8 +12,8 @@ import torch
 
 from rnnrbm_export.checkpoint import save_checkpoint
 from rnnrbm_export.evaluate import main
-from rnnrbm_export.frames import frame_biases
-from rnnrbm_export.proposal import fit_proposal, frame_features
+from rnnrbm_export.frames import frame_inputs
+from rnnrbm_export.proposal import fit_proposal
 from rnnrbm_export.model import RNNRBM, RNNRBMConfig
 from rnnrbm_export.onnx_export import export_model
 from rnnrbm_export.played import played_accuracies, previous_frames
@@ -44,9 +44,9 @@ def test_batched_draws_are_what_the_graph_plays_given_the_true_history(tmp_path,
         model.proposal = fit_proposal(model, load_split("jsb_chorales", "train")[:20], data="jsb", steps=200)
     paths = export_model(model, {}, tmp_path / "m", sampler=sampler)
     session = ort.InferenceSession(str(paths["onnx"]), session_options(1), providers=["CPUExecutionProvider"])
-    v, bv, bh = frame_biases(model, sequences)
+    v, u_prev, bv, bh = frame_inputs(model, sequences)
     prev = previous_frames(sequences)
-    a = model.proposal.logits(frame_features(model, sequences)[0], prev) if model.proposal else None
+    a = model.proposal.logits(u_prev, prev) if model.proposal else None
     rng = np.random.default_rng(0)
     noise = rng.random((len(v), *noise_shape(sampler, 40, 88)), dtype=np.float32)
     zeros = torch.zeros(len(v), 88)

@@ -52,6 +52,12 @@ def contract_shapes(n_visible: int, n_hidden: int, n_recurrent: int, gibbs_steps
     return inputs, outputs
 
 
+def sampler_kind(card: dict):
+    """A version 2 card's sampler kind ("chain", "sir", "guided"); None for version 1."""
+    sampler = card.get("sampler")
+    return sampler.get("kind") if isinstance(sampler, dict) else None
+
+
 def guided_noise_size(n_visible: int, n_hidden: int, steps: int, candidates: int) -> int:
     """A guided step's uniforms per frame: each candidate's visible draws and its Gumbel
     draw, then each sweep's hidden and visible draws."""
@@ -97,7 +103,7 @@ class StepModel:
     @property
     def guided(self) -> bool:
         """Whether the step draws with the guided sampler (its noise is one flat row)."""
-        return (self.card.get("sampler") or {}).get("kind") == "guided"
+        return sampler_kind(self.card) == "guided"
 
     @property
     def takes_previous(self) -> bool:
@@ -121,12 +127,12 @@ class StepModel:
                 f"{self.n_hidden} hidden, {self.n_recurrent} recurrent, {sampler})")
 
     def sampler_label(self) -> str:
-        s = self.card.get("sampler") or {}
-        if s.get("kind") == "sir":
+        kind = sampler_kind(self.card)
+        if kind == "sir":
             return f"{self.chains} annealed chains of {self.gibbs_steps} steps"
-        if s.get("kind") == "guided":
+        if kind == "guided":
             return f"{self.chains} guided candidates, then {self.gibbs_steps} sweeps"
-        return f"a chain of {self.gibbs_steps} steps from {s.get('start', 'silence')}"
+        return f"a chain of {self.gibbs_steps} steps from {self.card['sampler'].get('start', 'silence')}"
 
 
 def load_model(spec: str | Path) -> StepModel:
@@ -267,7 +273,7 @@ def check_graph(onnx_path: Path, card_path: Path, card: dict, sizes: dict) -> No
         for name, (_, dtype) in found.items():
             if dtype != "tensor(float)":
                 raise UserError(f"{onnx_path}: the graph's {name} {kind} is {dtype}, not float32; re-export the model")
-    _check_sizes(card_path, sizes, {**inputs, **outputs}, guided=(card.get("sampler") or {}).get("kind") == "guided")
+    _check_sizes(card_path, sizes, {**inputs, **outputs}, guided=sampler_kind(card) == "guided")
     _check_listed_io(card_path, card, inputs, outputs)
 
 
@@ -284,19 +290,20 @@ def _check_sizes(card_path: Path, sizes: dict, shapes: dict, guided: bool = Fals
         if len(shapes[name][0]) != want:
             raise UserError(f"{card_path}: the graph's {name} has shape {shapes[name][0]}, not {want}-d as "
                             f"the contract says; re-export the model")
-    checks = (
+    checks = [
         ("n_visible", nv, "clamp_mask", _dim(shapes, "clamp_mask", 1), ""),
         ("n_visible", nv, "clamp_value", _dim(shapes, "clamp_value", 1), ""),
         ("n_visible", nv, "v", _dim(shapes, "v", 1), ""),
         ("n_recurrent", nu, "u_prev", _dim(shapes, "u_prev", 1), ""),
         ("n_recurrent", nu, "u", _dim(shapes, "u", 1), ""),
-        *((("gibbs_steps", k, "noise", _dim(shapes, "noise", 1), " steps"),) if r is None else (
-            ("sampler chains", r, "noise", _dim(shapes, "noise", 1), " chains"),
-            ("gibbs_steps", k, "noise", _minus_one(_dim(shapes, "noise", 2)), " steps (slots - 1)"),
-            ("n_visible", nv, "v_prev", _dim(shapes, "v_prev", 1), ""))),
-    )
-    if guided:
-        checks = (*checks[:5], checks[-1])
+    ]
+    if r is None:
+        checks.append(("gibbs_steps", k, "noise", _dim(shapes, "noise", 1), " steps"))
+    elif not guided:  # a guided step's flat noise is checked whole below
+        checks += [("sampler chains", r, "noise", _dim(shapes, "noise", 1), " chains"),
+                   ("gibbs_steps", k, "noise", _minus_one(_dim(shapes, "noise", 2)), " steps (slots - 1)")]
+    if r is not None:
+        checks.append(("n_visible", nv, "v_prev", _dim(shapes, "v_prev", 1), ""))
     for field_name, value, graph_name, got, unit in checks:
         if got != value:
             raise UserError(f"{card_path}: {field_name} is {value} but the graph's {graph_name} has {got}{unit}; "
