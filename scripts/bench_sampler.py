@@ -79,9 +79,22 @@ CANDIDATES = [
     Sampler("guided", 1, chains=128, spread=2.25),
     Sampler("guided", 1, chains=128, spread=2.5),
     Sampler("guided", 1, chains=64, spread=2.25),
+    Sampler("guided", 1, chains=128, spread=1.75),
+    Sampler("guided", 2, chains=128, spread=1.75),
+    Sampler("guided", 2, chains=128, spread=2.0),
+    Sampler("guided", 1, chains=192, spread=1.75),
+    Sampler("guided", 1, chains=192, spread=2.0),
+    Sampler("guided", 2, chains=128, spread=1.9),
+    Sampler("guided", 1, chains=128, spread=2.5, lean=0.5),
+    Sampler("guided", 1, chains=128, spread=3.0, lean=0.75),
+    Sampler("guided", 1, chains=128, spread=2.0, lean=0.5),
+    Sampler("guided", 1, chains=128, spread=2.25),  # nottingham's in session 8
 ]
 # Each bundled model's sampler: first in the tables, what --save records.
-BUNDLED = {"nottingham": Sampler("guided", 1, chains=128, spread=2.25), "jsb_chorales": GUIDED}
+BUNDLED = {"nottingham": Sampler("guided", 1, chains=128, spread=2.75, lean=0.5), "jsb_chorales": GUIDED}
+# Not a step (far too slow to play): many candidates and sweeps, close to the model's own
+# frames; its free generation is what the model itself makes of the music.
+REFERENCE = Sampler("guided", 20, chains=4096, spread=2.25)
 BARS, SEEDS, BEATS_PER_BAR = 64, 16, 4
 
 
@@ -95,9 +108,11 @@ def acc_rows(model, data: str, candidates: list[Sampler], samples: int, seed: in
     prev = previous_frames(sequences)
     v, u_prev, bv, bh, prev = v[frames], u_prev[frames], bv[frames], bh[frames], prev[frames]
     own = torch.from_numpy(cache["acc"]).double()
+    method = str(cache["method"]) if "method" in cache else \
+        f"AIS {int(cache['runs'])} runs x {int(cache['temperatures'])} temperatures"
     head = {"frames": len(frames), "of": int(sum(len(s) for s in sequences)), "every": int(cache["frames"][1]),
             "own_acc": 100 * float(own.mean()), "own_sem": 100 * float(own.std() / math.sqrt(len(own))),
-            "ais": f"{int(cache['runs'])} runs x {int(cache['temperatures'])} temperatures"}
+            "own_by": method}
     rows = []
     for s in candidates:
         start = time.perf_counter()
@@ -155,7 +170,16 @@ def generate(model, sampler: Sampler, frames: int, seeds: int, seed: int) -> np.
 
 def music_stats(pieces: list[np.ndarray], frames_per_bar: int) -> dict:
     """Notes per bar, mean polyphony, mean note length (frames), pitch range, fraction of
-    frames equal to the one before; over all pieces ([T, n_v] bool each)."""
+    frames equal to the one before; over all pieces ([T, n_v] bool each), and the
+    standard error of each over the pieces (free pieces wander: one seed is one sample)."""
+    whole = _stats(pieces, frames_per_bar)
+    if len(pieces) > 1:
+        each = [_stats([p], frames_per_bar) for p in pieces]
+        whole.update({f"{k}_sem": float(np.std([e[k] for e in each], ddof=1) / math.sqrt(len(each))) for k in whole})
+    return whole
+
+
+def _stats(pieces: list[np.ndarray], frames_per_bar: int) -> dict:
     onsets = bars = sounding = frames = same = 0
     lengths, ranges = [], []
     for p in pieces:
@@ -190,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", type=int, nargs="*", help="candidate numbers to run (default: all; 0 is the bundled "
                    "model's, then CANDIDATES in order)")
     p.add_argument("--skip", nargs="*", default=[], choices=("acc", "latency", "music"))
+    p.add_argument("--reference", action="store_true", help="also generate music with REFERENCE (slow)")
     p.add_argument("--save", action="store_true", help="write the first candidate's numbers for rnnrbm-export")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -202,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         head, rows = acc_rows(model, args.data, chosen, args.samples, args.seed)
         result["acc"] = {**head, "rows": rows}
         print(f"{args.data} valid: ACC on {head['frames']:,} of {head['of']:,} frames (every {head['every']}); "
-              f"model's own ACC {head['own_acc']:.2f} ± {head['own_sem']:.2f} (AIS {head['ais']}, weighted samples)")
+              f"model's own ACC {head['own_acc']:.2f} ± {head['own_sem']:.2f} ({head['own_by']})")
         print(f"{'sampler':44s} {'played':>7} {'- own':>7} {'± sem':>6}")
         for r in rows:
             print(f"{r['sampler']:44s} {r['played_acc']:7.2f} {r['minus_own']:+7.2f} {r['minus_own_sem']:6.2f}")
@@ -214,22 +239,29 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r['sampler']:44s} {r['median_ms']:6.3f}ms {r['p99_ms']:6.3f}ms {r['nodes']:6d}")
     if "music" not in args.skip:
         fpb = model.config.frames_per_beat * BEATS_PER_BAR
-        data_stats = music_stats([s.astype(bool) for s in load_split(args.data, "train")], fpb)
+        data_stats = _stats([s.astype(bool) for s in load_split(args.data, "train")], fpb)
         result["music"] = [{"sampler": "training data", **data_stats}]
-        for s in chosen:
+        for s in chosen + ([REFERENCE] if args.reference else []):
             pieces = generate(model, s, BARS * fpb, SEEDS, args.seed)
-            result["music"].append({"sampler": s.label(), **music_stats(list(pieces), fpb)})
-        print(f"\nfree generation, {BARS} bars x {SEEDS} seeds ({fpb} frames a bar)")
-        print(f"{'':44s} {'notes/bar':>9} {'polyphony':>9} {'length':>7} {'range':>6} {'same':>6}")
+            name = s.label() if s is not REFERENCE else f"reference: {s.label()}"
+            result["music"].append({"sampler": name, **music_stats(list(pieces), fpb)})
+        print(f"\nfree generation, {BARS} bars x {SEEDS} seeds ({fpb} frames a bar; ± over the seeds)")
+        print(f"{'':44s} {'notes/bar':>11} {'polyphony':>11} {'length':>11} {'range':>6} {'same':>11}")
         for r in result["music"]:
-            print(f"{r['sampler']:44s} {r['notes_per_bar']:9.2f} {r['polyphony']:9.2f} {r['note_length']:7.2f} "
-                  f"{r['pitch_range']:6.1f} {r['same_as_previous']:6.2f}")
+            cells = [_cell(r, k, 2) for k in ("notes_per_bar", "polyphony", "note_length")]
+            print(f"{r['sampler']:44s} {' '.join(cells)} {r['pitch_range']:6.1f} {_cell(r, 'same_as_previous', 2)}")
     out = Path("runs/sampler") / f"bench_{args.data}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     if args.save:
         save_metrics(result, args.data)
     return 0
+
+
+def _cell(row: dict, key: str, digits: int) -> str:
+    sem = row.get(f"{key}_sem")
+    text = f"{row[key]:.{digits}f}" + (f"±{sem:.{digits}f}" if sem is not None else "")
+    return f"{text:>11}"
 
 
 def save_metrics(result: dict, data: str) -> None:
