@@ -81,7 +81,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "--data needed: the parts record them)")
     p.add_argument("--save-metrics", action="store_true",
                    help="record the result in the checkpoint's .json as its metrics (rnnrbm-export puts "
-                        "them in the model card)")
+                        "them in the model card); with --combine, in the checkpoint given (the same "
+                        "weights, moved) or else where the parts say it was")
     return p.parse_args(argv)
 
 
@@ -194,7 +195,26 @@ def _run_combine(args: argparse.Namespace) -> dict:
     if args.save_metrics and facts.get("sampling_temperature", 1) != 1:
         raise UserError("--save-metrics: these parts measured the model at a sampling temperature; fold it "
                         "into a checkpoint with rnnrbm-temper, then save that one's metrics")
-    return _result(frames, facts)
+    result = _result(frames, facts)
+    if args.save_metrics:
+        result["checkpoint"] = str(_measured_checkpoint(args.checkpoint or facts["checkpoint"], facts))
+    return result
+
+
+def _measured_checkpoint(given: str, facts: dict) -> Path:
+    """The checkpoint the combined parts measured: the one given (or recorded), if its
+    weights are the ones the parts record."""
+    path = Path(given)
+    if path.is_dir():
+        path = resolve(given)
+    if not path.is_file() or not json_path(path).is_file():
+        raise UserError(f"--save-metrics: no checkpoint at {path} (with its .json); the parts measured "
+                        f"{facts['checkpoint']}: name where it is now, before --combine (rnnrbm-eval CHECKPOINT --combine ...)")
+    recorded = facts.get("checkpoint_sha256")
+    if recorded and _sha256(path) != recorded:
+        raise UserError(f"--save-metrics: {path} holds other weights than the parts measured "
+                        f"({facts['checkpoint']}); give the checkpoint they measured")
+    return path
 
 
 def _result(frames, facts: dict) -> dict:

@@ -5,6 +5,7 @@ are refused in one line. Real checkpoints, real data, real AIS."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnrbm_export.checkpoint import save_checkpoint
+from rnnrbm_export.checkpoint import json_path, save_checkpoint
 from rnnrbm_export.evaluate import main
 from rnnrbm_export.measures import shard_frames
 from rnnrbm_export.model import RNNRBM, RNNRBMConfig
@@ -117,3 +118,31 @@ def test_a_shard_refuses_save_metrics_and_bad_shards_are_one_line(checkpoint, tm
                               text=True, timeout=120, cwd=ROOT)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert words in proc.stderr.lower(), proc.stderr
+
+
+def test_combined_metrics_go_to_the_checkpoint_that_was_measured_even_moved(checkpoint, tmp_path, capsys):
+    """--combine --save-metrics writes the card of the checkpoint the parts measured: where
+    the parts say, or where it is now if named; a missing checkpoint or other weights are
+    refused in one line, and nothing is written."""
+    measured = tmp_path / "a" / "m.safetensors"
+    measured.parent.mkdir()
+    for src in (checkpoint, json_path(checkpoint)):
+        shutil.copy(src, measured.parent / src.name)
+    parts_dir = tmp_path / "parts"
+    for i in (1, 2):
+        run_json([str(measured), *SMALL, "--shard", f"{i}/2", "--parts-dir", str(parts_dir)], capsys)
+    parts = sorted(str(p) for p in parts_dir.glob("*.safetensors"))
+    moved = tmp_path / "b" / "m.safetensors"
+    shutil.move(str(measured.parent), str(moved.parent))
+    other = tmp_path / "other.safetensors"
+    torch.manual_seed(4)
+    save_checkpoint(other, RNNRBM(RNNRBMConfig(n_hidden=24, n_recurrent=16, frames_per_beat=1)), {"epoch": 1})
+    for argv, words in ((["--combine", *parts], "no checkpoint at"),
+                        ([str(other), "--combine", *parts], "holds other weights")):
+        assert main([*argv, "--save-metrics"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert words in err and "\n" not in err, err
+    assert "metrics" not in json.loads(json_path(other).read_text())
+    combined = run_json([str(moved), "--combine", *parts, "--save-metrics"], capsys)
+    saved = json.loads(json_path(moved).read_text())["metrics"]
+    assert saved["ll"] == combined["ll"] and saved["checkpoint"] == str(moved)
