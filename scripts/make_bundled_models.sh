@@ -114,7 +114,7 @@ rnnrbm-export checkpoints/nottingham/best.safetensors -o rnnrbm_live/bundled/mod
 # Session 9: AIS had not settled that own ACC; importance sampling from the proposal does
 # (65.55 on every 8th valid frame, where AIS with 200 temperatures reads 61.84). The step
 # was chosen again against it: spread 2.75 and a lean of 0.5 (docs/sampling.md).
-python scripts/own_acc.py --data nottingham --method is --every 8
+python scripts/own_acc.py --data nottingham --method is --every 8   # then --every 7: every beat of the bar
 python scripts/bench_sampler.py --data nottingham --only 0 --save --reference   # BUNDLED["nottingham"]
 rnnrbm-export checkpoints/nottingham/best.safetensors -o rnnrbm_live/bundled/models/nottingham \
   --sampler guided --chains 128 --spread 2.75 --lean 0.5 --gibbs-steps 1 \
