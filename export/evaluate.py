@@ -204,12 +204,12 @@ def _run_combine(args: argparse.Namespace) -> dict:
 def _measured_checkpoint(given: str, facts: dict) -> Path:
     """The checkpoint the combined parts measured: the one given (or recorded), if its
     weights are the ones the parts record."""
-    path = Path(given)
-    if path.is_dir():
+    try:
         path = resolve(given)
-    if not path.is_file() or not json_path(path).is_file():
-        raise UserError(f"--save-metrics: no checkpoint at {path} (with its .json); the parts measured "
-                        f"{facts['checkpoint']}: name where it is now, before --combine (rnnrbm-eval CHECKPOINT --combine ...)")
+    except UserError:
+        raise UserError(f"--save-metrics: no checkpoint at {given} (with its .json); the parts measured "
+                        f"{facts['checkpoint']}: name where it is now, before --combine "
+                        "(rnnrbm-eval CHECKPOINT --combine ...)") from None
     recorded = facts.get("checkpoint_sha256")
     if recorded and _sha256(path) != recorded:
         raise UserError(f"--save-metrics: {path} holds other weights than the parts measured "
