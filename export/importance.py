@@ -24,10 +24,38 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .frames import frame_accuracy
+from .frames import frame_accuracy, frame_inputs, previous_frames
+from .model import RNNRBM
+from .proposal import Proposal
 from .sampler import softplus_sum
 
 _CANDIDATE_ROWS = 2 ** 16  # candidates in memory at once (rows of [*, n_v] and [*, n_h])
+
+
+SPREADS = (1.0, 2.25)  # the mixture's components: the fit, and a wide one for the modes the data rarely shows
+
+
+@torch.no_grad()
+def split_measures(model: RNNRBM, sequences: list, proposal: Proposal, *, temperature: float = 1.0,
+                   candidates: int = 65536, every: int = 1, spreads: tuple[float, ...] = SPREADS,
+                   seed: int = 0, progress: bool = False) -> dict[str, torch.Tensor]:
+    """LL log P(v_t | v_<t), expected accuracy and effective sample size [N] (float64) of
+    every `every`-th frame of the sequences, by importance sampling, for the model sampled
+    at `temperature`. The proposal (fitted to the untempered model's histories: the RNN
+    reads the same ones at every temperature) is mixed at `spreads` and, below temperature 1,
+    also sharpened by it, so the candidates still reach the sharper RBMs' modes."""
+    m = model.tempered(temperature) if temperature != 1 else model
+    v, u_prev, bv, bh = frame_inputs(m, sequences)
+    rows = torch.arange(0, len(v), every)
+    v, u_prev, bv, bh = v[rows], u_prev[rows], bv[rows], bh[rows]
+    prev = previous_frames(sequences)[rows].to(v.device)
+    logits = [proposal.shaped(spread=s).logits(u_prev, prev) for s in spreads]
+    if temperature < 1:
+        logits.append(proposal.logits(u_prev, prev) / temperature)
+    log_z, acc, ess = proposal_measures(m.W.detach(), v, bv, bh, logits, candidates=candidates,
+                                        generator=torch.Generator(v.device).manual_seed(seed), progress=progress)
+    log_p = ((v * bv).sum(-1) + softplus_sum(v @ m.W + bh)).double() - log_z
+    return {"ll": log_p, "acc": acc, "ess": ess, "frames": rows}
 
 
 @torch.no_grad()

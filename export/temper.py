@@ -7,6 +7,12 @@ temperature on the valid split (the same AIS runs for each, so they compare clos
 keeps the one with the highest valid ACC among those whose valid LL is at least
 --min-ll, and writes a checkpoint with it folded into the weights (RNNRBM.tempered).
 
+--method is measures by importance sampling from the guided sampler's proposal instead of
+AIS (export/importance.py): on sharp models, and the lower temperatures are sharper, AIS
+with affordable temperatures understates ACC and flatters LL, and that settles. It costs
+more per frame, so --every measures every N-th frame (take N prime to 8: most pieces are
+whole bars).
+
 The result is an ordinary RNN-RBM: at temperature 1 it plays what was measured, and
 rnnrbm-eval and rnnrbm-export take it like any other. Its card keeps the source's
 training record, the valid table and the rule that chose, and drops the source's metrics
@@ -29,8 +35,10 @@ from rnnrbm_live.errors import UserError
 
 from .checkpoint import load_checkpoint, pick_device, resolve, save_checkpoint
 from .evaluate import available_cores, load_sequences
+from .importance import split_measures
 from .measures import evaluate
 from .model import RNNRBM
+from .proposal import fit_for_checkpoint
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -47,6 +55,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=100, help="AIS runs per frame")
     p.add_argument("--temperatures", type=int, default=500,
                    help="AIS intermediate temperatures (too few flatter LL, more so on sharper models)")
+    p.add_argument("--method", choices=("ais", "is"), default="ais",
+                   help="measure by AIS, or by importance sampling from the guided proposal (sharp models)")
+    p.add_argument("--draws", type=int, default=65536, help="is: candidates per frame")
+    p.add_argument("--every", type=int, default=1, help="is: measure every N-th frame (1: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = every core this process may use)")
@@ -67,13 +79,28 @@ def parse_candidates(text: str) -> list[float]:
 
 def measure(model: RNNRBM, sequences: list, candidates: list[float], *, n_runs: int, n_temps: int,
             seed: int, device: torch.device) -> list[dict]:
-    """Valid LL and ACC of the model at each candidate temperature."""
+    """Valid LL and ACC of the model at each candidate temperature, by AIS."""
     rows = []
     for t in tqdm(candidates, desc="temperatures", unit="T", dynamic_ncols=True, leave=False):
         r = evaluate(model.tempered(t), sequences, n_runs=n_runs, n_temps=n_temps, acc_samples=0,
                      seed=seed, device=device, progress=False)
         rows.append({"temperature": t, "ll": r["ll"], "ll_sem": r["ll_sem"], "acc": r["acc"],
                      "acc_sem": r["acc_sem"], "frames": r["frames"]})
+    return rows
+
+
+def measure_is(model: RNNRBM, card: dict, data: str, sequences: list, candidates: list[float], *,
+               draws: int, every: int, seed: int) -> list[dict]:
+    """The same by importance sampling: one proposal, the same frames for each temperature."""
+    named = (card.get("train_settings") or {}).get("data")  # the card's own (a folder's keeps its key moves)
+    proposal = fit_for_checkpoint(model, card, None if named else data)
+    rows = []
+    for t in tqdm(candidates, desc="temperatures", unit="T", dynamic_ncols=True, leave=False):
+        r = split_measures(model, sequences, proposal, temperature=t, candidates=draws, every=every, seed=seed)
+        n = len(r["ll"])
+        rows.append({"temperature": t, "ll": float(r["ll"].mean()), "ll_sem": float(r["ll"].std() / n ** 0.5),
+                     "acc": 100 * float(r["acc"].mean()), "acc_sem": 100 * float(r["acc"].std() / n ** 0.5),
+                     "frames": n, "ess_median": float(r["ess"].median())})
     return rows
 
 
@@ -100,7 +127,8 @@ def table(rows: list[dict], chosen: dict, min_ll: float) -> str:
 
 
 def temper(args: argparse.Namespace, command: str) -> dict:
-    device = pick_device(args.device)
+    # Importance sampling runs where its proposal is fitted, on the CPU.
+    device = pick_device(args.device) if args.method == "ais" else torch.device("cpu")
     torch.set_num_threads(args.threads or available_cores())
     candidates = parse_candidates(args.candidates)
     source, out = resolve(args.checkpoint), Path(args.out)
@@ -110,16 +138,28 @@ def temper(args: argparse.Namespace, command: str) -> dict:
         raise UserError(f"--out {out}: that is the source checkpoint; write the tempered one beside it")
     if args.max_seqs < 0:  # evaluate() checks the AIS sizes
         raise UserError(f"--max-seqs {args.max_seqs}: give 0 (all) or a positive number")
+    if args.draws < 1 or args.every < 1:
+        raise UserError(f"--draws {args.draws} --every {args.every}: give each as a positive number")
     model, card = load_checkpoint(source, device=str(device))
     sequences = load_sequences(args.data, "valid", card.get("config", {}))
     if args.max_seqs:
         sequences = sequences[:args.max_seqs]
-    rows = measure(model, sequences, candidates, n_runs=args.runs, n_temps=args.temperatures,
-                   seed=args.seed, device=device)
-    chosen = choose(rows, args.min_ll)
+    if args.method == "is":
+        rows = measure_is(model, card, args.data, sequences, candidates, draws=args.draws, every=args.every,
+                          seed=args.seed)
+        how = {"importance_sampling": f"{args.draws:,} candidates a frame, "
+                                      + ("every frame" if args.every == 1 else f"every {args.every}th frame")}
+    else:
+        rows = measure(model, sequences, candidates, n_runs=args.runs, n_temps=args.temperatures,
+                       seed=args.seed, device=device)
+        how = {"ais": f"{args.runs} runs x {args.temperatures} temperatures"}
+    try:
+        chosen = choose(rows, args.min_ll)
+    except UserError:
+        print(table(rows, None, args.min_ll).rsplit("\n", 1)[0])  # what was measured is worth keeping
+        raise
     record = {"temperature": chosen["temperature"], "from": str(source), "rule": rule(args.min_ll),
-              "valid": rows, "valid_sequences": len(sequences),
-              "ais": f"{args.runs} runs x {args.temperatures} temperatures", "command": command}
+              "valid": rows, "valid_sequences": len(sequences), **how, "command": command}
     meta = {k: v for k, v in card.items() if k not in ("config", "metrics")}
     save_checkpoint(out, model.tempered(chosen["temperature"]), {**meta, "tempered": record})
     return {"rows": rows, "chosen": chosen, "out": str(out)}

@@ -46,6 +46,7 @@ class TrainSettings:
     patience: int = 0  # stop after this many checks without a better valid measure; 0 = never
     select: str = "ll"  # ll | acc: the valid measure that picks best.safetensors (and counts patience)
     init_from: str = ""  # start from this checkpoint's weights and sizes (fine-tuning); new optimizer
+    grow_hidden: int = 0  # with --init-from: add this many RBM hidden units, started so the model plays as before
     seed: int = 1234  # same seed, same device: same result
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch CPU threads; 0 = torch's default

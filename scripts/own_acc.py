@@ -27,8 +27,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rnnrbm_export.checkpoint import load_checkpoint  # noqa: E402
-from rnnrbm_export.frames import frame_biases, frame_inputs, previous_frames  # noqa: E402
-from rnnrbm_export.importance import proposal_measures  # noqa: E402
+from rnnrbm_export.frames import frame_biases  # noqa: E402
+from rnnrbm_export.importance import split_measures  # noqa: E402
 from rnnrbm_export.measures import ais_measures  # noqa: E402
 from rnnrbm_export.proposal import fit_for_checkpoint  # noqa: E402
 from rnnrbm_live.midi.datasets import load_split  # noqa: E402
@@ -57,18 +57,12 @@ def own_accuracy_is(data: str, split: str, candidates: int, spreads: list[float]
                     seed: int = 0) -> Path:
     """The same frames by importance sampling from the fitted proposal at each spread."""
     model, card = load_checkpoint(f"checkpoints/{data}/best.safetensors")
-    proposal = fit_for_checkpoint(model, card)
-    sequences = load_split(data, split)
-    v, u_prev, bv, bh = frame_inputs(model, sequences)
-    frames = np.arange(0, len(v), every)
-    v, u_prev, bv, bh = v[frames], u_prev[frames], bv[frames], bh[frames]
-    prev = previous_frames(sequences)[frames]
-    logits = [proposal.shaped(spread=s).logits(u_prev, prev) for s in spreads]
     start = time.perf_counter()
-    _, acc, ess = proposal_measures(model.W.detach(), v, bv, bh, logits, candidates=candidates,
-                                    generator=torch.Generator().manual_seed(seed), progress=True)
+    r = split_measures(model, load_split(data, split), fit_for_checkpoint(model, card), candidates=candidates,
+                       every=every, spreads=tuple(spreads), seed=seed, progress=True)
     label = f"importance sampling, {candidates:,} candidates from the proposal at spreads {', '.join(map(str, spreads))}"
-    return _save(data, split, frames, acc, ess, start, label, candidates=candidates, spreads=spreads, seed=seed)
+    return _save(data, split, r["frames"].numpy(), r["acc"], r["ess"], start, label, candidates=candidates,
+                 spreads=spreads, seed=seed)
 
 
 def _save(data, split, frames, acc, ess, start, label, **settings) -> Path:

@@ -8,15 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from rnnrbm_export.checkpoint import load_checkpoint
 from rnnrbm_export.evaluate import main as eval_main
+from rnnrbm_export.measures import evaluate
 from rnnrbm_export.model import RNNRBM, RNNRBMConfig
 from rnnrbm_export.onnx_export import export_model
 from rnnrbm_export.temper import main
+from rnnrbm_live.midi.datasets import load_split
 
 ROOT = Path(__file__).resolve().parents[1]
 JSB = ROOT / "checkpoints" / "jsb_chorales" / "best.safetensors"
@@ -119,20 +120,51 @@ def test_the_floor_keeps_the_model_when_tempering_costs_too_much(sweep, capsys):
     assert torch.equal(model.W, load_checkpoint(JSB)[0].W)
 
 
+def test_importance_sampling_measures_the_same_trade(sweep, tmp_path):
+    """--method is: the same frames and temperatures by importance sampling from the guided
+    proposal. On JSB (not sharp) it agrees with AIS given enough temperatures (the sweep's
+    quick AIS, 40 temperatures, flatters LL by half a nat), and the record says how it
+    measured."""
+    out, args, printed = sweep
+    quick = json.loads(printed[-1])["valid"]
+    lines = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("builtins.print", lambda *a, **k: lines.append(" ".join(map(str, a))))
+        assert main([str(JSB), "--data", "jsb_chorales", "--out", str(tmp_path / "is.safetensors"), "--min-ll", "-100",
+                     "--candidates", "0.7", "--method", "is", "--draws", "4096", "--max-seqs", "4",
+                     "--threads", "1"]) == 0
+    rows = json.loads(lines[-1])["valid"]
+    assert [r["temperature"] for r in rows] == [1.0, 0.7] and [r["frames"] for r in rows] == [r["frames"] for r in quick]
+    assert min(r["ess_median"] for r in rows) > 5  # small here: 4,096 candidates on 750 hidden units
+    assert rows[1]["acc"] > rows[0]["acc"] + 1 and rows[1]["ll"] < rows[0]["ll"]
+    model = load_checkpoint(JSB)[0]
+    settled = evaluate(model, load_split("jsb_chorales", "valid")[:4], n_runs=20, n_temps=500, acc_samples=0,
+                       progress=False)
+    assert rows[0]["ll"] == pytest.approx(settled["ll"], abs=0.1) and rows[0]["acc"] == pytest.approx(settled["acc"], abs=1.5)
+    assert quick[0]["ll"] > settled["ll"] + 0.3
+    record = load_checkpoint(tmp_path / "is.safetensors")[1]["tempered"]
+    assert record["importance_sampling"].startswith("4,096 candidates") and "ais" not in record
+
+
 @pytest.mark.parametrize("change, says", [
     ({"--min-ll": "50"}, "--min-ll 50: no candidate reaches it on valid"),
     ({"--candidates": "1,warm"}, "--candidates '1,warm'"),
     ({"--candidates": "0.9,-1"}, "temperature -1.0 is not positive"),
     ({"--out": str(JSB)}, "that is the source checkpoint"),
     ({"--out": "tempered.onnx"}, "--out tempered.onnx: name a .safetensors file"),
+    ({"--method": "is", "--every": "0"}, "--every 0: give each as a positive number"),
 ])
 def test_errors_are_one_line_and_write_nothing(tmp_path, capsys, change, says):
     opts = {"--data": "jsb_chorales", "--out": str(tmp_path / "t.safetensors"), "--min-ll": "-100",
             "--candidates": "0.9", "--max-seqs": "1", "--runs": "2", "--temperatures": "5", "--threads": "1"}
     opts.update(change)
     assert main([str(JSB), *(x for kv in opts.items() for x in kv)]) == 2
-    err = capsys.readouterr().err.strip().split("\r")[-1]  # after the progress bar cleared itself
+    out, err = capsys.readouterr()
+    err = err.strip().split("\r")[-1]  # after the progress bar cleared itself
     assert err.startswith("rnnrbm-temper: ") and says in err and "\n" not in err
+    if "--min-ll" in change:  # the measurements still show, to choose a floor from
+        assert out.splitlines()[0].split() == ["temperature", "valid", "LL", "valid", "ACC"]
+        assert [line.split()[0] for line in out.splitlines()[1:]] == ["1", "0.9"]
     assert not (tmp_path / "t.safetensors").exists()
 
 

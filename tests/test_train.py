@@ -16,7 +16,9 @@ from safetensors.torch import load_file
 
 from rnnrbm_export import batching
 from rnnrbm_export.checkpoint import load_checkpoint, save_checkpoint
+from rnnrbm_export.frames import frame_biases
 from rnnrbm_export.model import CONTRACT_PARAMETERS, RNNRBM, RNNRBMConfig
+from rnnrbm_export.sampler import softplus_sum
 from rnnrbm_export.train import TrainSettings
 from rnnrbm_export.train import main as train_main
 from rnnrbm_export.uniforms import Uniforms
@@ -195,6 +197,42 @@ def test_init_from_starts_at_the_checkpoint_with_its_sizes_and_new_settings(tmp_
     assert "--init-from" in err and "1 frames per beat" in err and "\n" not in err
     assert run_train(tmp_path / "y", "--init-from", str(tmp_path / "nothing")) == 2
     assert "nothing" in capsys.readouterr().err
+
+
+def test_grow_hidden_adds_units_that_learn_and_keeps_each_frames_distribution(tmp_path, capsys):
+    base, grown = tmp_path / "base", tmp_path / "grown"
+    assert run_train(base, "--epochs", "2", "--valid-every", "99", "--seed", "5", "--lr", "0.01") == 0
+    start, _ = load_checkpoint(base / "last.safetensors")
+    assert run_train(grown, "--epochs", "1", "--valid-every", "99", "--lr", "0", "--grow-hidden", "30",
+                     "--init-from", str(base / "last.safetensors")) == 0
+    model, card = load_checkpoint(grown / "last.safetensors")
+    assert model.config.n_hidden == 50 and card["train_settings"]["grow_hidden"] == 30
+    assert torch.equal(model.W[:, :20], start.W) and torch.equal(model.Wuh[:, :20], start.Wuh)
+    assert model.W[:, 20:].std() > 0  # random, so the new units tell themselves apart
+
+    # Each frame's RBM gives the true frames and random ones the same odds as before (what
+    # a distribution is), to within a few hundredths of a nat; bv's correction is what
+    # keeps the odds: without it they move by tenths.
+    def log_odds(m: RNNRBM, bv_shift: torch.Tensor | float = 0.0) -> torch.Tensor:
+        v, bv, bh = frame_biases(m, jsb(4))
+        x = (torch.rand(v.shape, generator=torch.Generator().manual_seed(0)) < 0.05).float()
+        free = lambda y: (y * (bv + bv_shift)).sum(-1) + softplus_sum(y @ m.W + bh)  # noqa: E731
+        return free(v) - free(x)
+    with torch.no_grad():
+        moved = (log_odds(model) - log_odds(start)).abs()
+        uncorrected = (log_odds(model, model.W[:, 20:].sum(1) / 2) - log_odds(start)).abs()
+    assert moved.max() < 0.05 and moved.mean() < 0.01
+    assert uncorrected.mean() > 5 * moved.mean()
+
+    assert run_train(tmp_path / "learn", "--epochs", "1", "--valid-every", "99", "--lr", "0.01", "--grow-hidden",
+                     "30", "--init-from", str(base / "last.safetensors")) == 0
+    learnt, _ = load_checkpoint(tmp_path / "learn" / "last.safetensors")
+    assert not torch.allclose(learnt.W[:, 20:], model.W[:, 20:])  # the new units learn
+
+    for extra in (["--grow-hidden", "-3", "--init-from", str(base)], ["--grow-hidden", "5"]):
+        assert run_train(tmp_path / "bad", *extra) == 2
+        err = capsys.readouterr().err.strip()
+        assert "--grow-hidden" in err and "\n" not in err
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
