@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .ais import free_energy
 from .frames import frame_accuracy, frame_inputs, previous_frames
 from .model import RNNRBM
 from .proposal import Proposal
@@ -54,7 +55,7 @@ def split_measures(model: RNNRBM, sequences: list, proposal: Proposal, *, temper
         logits.append(proposal.logits(u_prev, prev) / temperature)
     log_z, acc, ess = proposal_measures(m.W.detach(), v, bv, bh, logits, candidates=candidates,
                                         generator=torch.Generator(v.device).manual_seed(seed), progress=progress)
-    log_p = ((v * bv).sum(-1) + softplus_sum(v @ m.W + bh)).double() - log_z
+    log_p = -free_energy(m.W.double(), v.double(), bv.double(), bh.double()) - log_z
     return {"ll": log_p, "acc": acc, "ess": ess, "frames": rows}
 
 

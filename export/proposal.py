@@ -90,7 +90,8 @@ def from_tensors(tensors: dict[str, torch.Tensor], fit: dict | None = None) -> P
 def fit_for_checkpoint(model: RNNRBM, checkpoint_card: dict, data: str | None = None) -> Proposal:
     """A proposal fitted on the training split the checkpoint's card names (or on `data`)."""
     settings = checkpoint_card.get("train_settings") or {}
-    name = data or settings.get("data")
+    own = settings.get("data")
+    name = data or own
     if not name:
         raise UserError("--data: the checkpoint does not say what it was trained on; name its training data "
                         "(a dataset or a folder of MIDI files) to fit the guided sampler's proposal")
@@ -99,7 +100,7 @@ def fit_for_checkpoint(model: RNNRBM, checkpoint_card: dict, data: str | None = 
         raise UserError(f"--data {name}: its grid is {dataset_frames_per_beat(name)} frames per beat, the model's "
                         f"is {fpb}; fit the proposal on the data the model was trained on")
     sequences = load_split(name, "train", frames_per_beat=None if name in DATASETS else fpb,
-                           transpose_to_c=bool(settings.get("transpose_to_c")) and not data, report=False)
+                           transpose_to_c=bool(settings.get("transpose_to_c")) and name == own, report=False)
     if not sequences:
         raise UserError(f"--data {name}: no training pieces to fit the guided sampler's proposal on")
     return fit_proposal(model, sequences, data=str(name))

@@ -92,8 +92,7 @@ def measure(model: RNNRBM, sequences: list, candidates: list[float], *, n_runs: 
 def measure_is(model: RNNRBM, card: dict, data: str, sequences: list, candidates: list[float], *,
                draws: int, every: int, seed: int) -> list[dict]:
     """The same by importance sampling: one proposal, the same frames for each temperature."""
-    named = (card.get("train_settings") or {}).get("data")  # the card's own (a folder's keeps its key moves)
-    proposal = fit_for_checkpoint(model, card, None if named else data)
+    proposal = fit_for_checkpoint(model, card, data)
     rows = []
     for t in tqdm(candidates, desc="temperatures", unit="T", dynamic_ncols=True, leave=False):
         r = split_measures(model, sequences, proposal, temperature=t, candidates=draws, every=every, seed=seed)
@@ -104,25 +103,28 @@ def measure_is(model: RNNRBM, card: dict, data: str, sequences: list, candidates
     return rows
 
 
-def choose(rows: list[dict], min_ll: float) -> dict:
-    """The highest valid ACC among the rows whose valid LL is at least min_ll."""
+def choose(rows: list[dict], min_ll: float) -> dict | None:
+    """The highest valid ACC among the rows whose valid LL is at least min_ll (None: no row)."""
     allowed = [r for r in rows if r["ll"] >= min_ll]
-    if not allowed:
-        best = max(rows, key=lambda r: r["ll"])
-        raise UserError(f"--min-ll {min_ll:g}: no candidate reaches it on valid (the best is {best['ll']:.3f}, "
-                        f"at temperature {best['temperature']:g}); lower the floor or train a better model")
-    return max(allowed, key=lambda r: r["acc"])
+    return max(allowed, key=lambda r: r["acc"]) if allowed else None
+
+
+def no_choice(rows: list[dict], min_ll: float) -> str:
+    best = max(rows, key=lambda r: r["ll"])
+    return (f"--min-ll {min_ll:g}: no candidate reaches it on valid (the best is {best['ll']:.3f}, "
+            f"at temperature {best['temperature']:g}); lower the floor or train a better model")
 
 
 def rule(min_ll: float) -> str:
     return f"highest valid ACC with valid LL >= {min_ll:g}"
 
 
-def table(rows: list[dict], chosen: dict, min_ll: float) -> str:
+def table(rows: list[dict], chosen: dict | None, min_ll: float) -> str:
     lines = [f"{'temperature':>11}  {'valid LL':>16}  {'valid ACC':>14}",
              *(f"{r['temperature']:>11g}  {r['ll']:>8.3f} ± {r['ll_sem']:.3f}  {r['acc']:>6.2f} ± {r['acc_sem']:.2f}"
-               f"{'   <- chosen' if r is chosen else ''}" for r in rows),
-             f"chosen: the {rule(min_ll)}"]
+               f"{'   <- chosen' if r is chosen else ''}" for r in rows)]
+    if chosen is not None:
+        lines.append(f"chosen: the {rule(min_ll)}")
     return "\n".join(lines)
 
 
@@ -153,11 +155,9 @@ def temper(args: argparse.Namespace, command: str) -> dict:
         rows = measure(model, sequences, candidates, n_runs=args.runs, n_temps=args.temperatures,
                        seed=args.seed, device=device)
         how = {"ais": f"{args.runs} runs x {args.temperatures} temperatures"}
-    try:
-        chosen = choose(rows, args.min_ll)
-    except UserError:
-        print(table(rows, None, args.min_ll).rsplit("\n", 1)[0])  # what was measured is worth keeping
-        raise
+    chosen = choose(rows, args.min_ll)
+    if chosen is None:  # nothing to write; main still shows what was measured
+        return {"rows": rows, "chosen": None, "out": None}
     record = {"temperature": chosen["temperature"], "from": str(source), "rule": rule(args.min_ll),
               "valid": rows, "valid_sequences": len(sequences), **how, "command": command}
     meta = {k: v for k, v in card.items() if k not in ("config", "metrics")}
@@ -177,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         print("rnnrbm-temper: interrupted; nothing written", file=sys.stderr)
         return 130
     print(table(result["rows"], result["chosen"], args.min_ll))
+    if result["chosen"] is None:
+        print(f"rnnrbm-temper: {no_choice(result['rows'], args.min_ll)}", file=sys.stderr)
+        return 2
     print(f"wrote {result['out']} (temperature {result['chosen']['temperature']:g} folded in)")
     print(json.dumps({"temperature": result["chosen"]["temperature"], "out": result["out"], "valid": result["rows"]}))
     return 0

@@ -4,6 +4,8 @@ itself, whatever its proposal, and the proposal fitted on real music guesses fra
 from __future__ import annotations
 
 import itertools
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ import torch.nn.functional as F
 
 from rnnrbm_export.model import RNNRBM, RNNRBMConfig
 from rnnrbm_export.frames import frame_inputs, previous_frames
-from rnnrbm_export.proposal import fit_proposal
+from rnnrbm_export.proposal import fit_for_checkpoint, fit_proposal
 from rnnrbm_export.sampler import Sampler, draw, noise_shape
 from rnnrbm_live.midi.datasets import load_split
 
@@ -92,3 +94,19 @@ def test_the_fitted_proposal_guesses_real_frames():
     again = fit_proposal(model, train, data="jsb_chorales", steps=400)
     assert torch.equal(again.P, proposal.P)  # the same data and seed give the same proposal
     assert np.isfinite(proposal.fit["xent_per_frame"])
+
+
+def test_a_folder_models_proposal_keeps_its_key_moves_when_its_data_is_named_again(tmp_path):
+    """rnnrbm-temper and rnnrbm-export name --data; naming the card's own folder fits the
+    proposal on the pieces as the model saw them (moved to C), not as they are."""
+    folder = tmp_path / "pieces"
+    folder.mkdir()
+    for path in (Path(__file__).parent / "fixtures" / "midi").glob("*.mid"):  # music nobody here wrote
+        shutil.copy(path, folder / path.name)
+    model = _model()
+    moved = {"train_settings": {"data": str(folder), "transpose_to_c": True}}
+    as_trained = fit_for_checkpoint(model, moved)
+    named_again = fit_for_checkpoint(model, moved, str(folder))
+    as_they_are = fit_for_checkpoint(model, {"train_settings": {"data": str(folder)}})
+    assert torch.equal(named_again.P, as_trained.P) and torch.equal(named_again.pb, as_trained.pb)
+    assert not torch.equal(as_they_are.pb, as_trained.pb)  # the key moves matter to the fit

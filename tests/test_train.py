@@ -15,10 +15,10 @@ import torch
 from safetensors.torch import load_file
 
 from rnnrbm_export import batching
+from rnnrbm_export.ais import free_energy
 from rnnrbm_export.checkpoint import load_checkpoint, save_checkpoint
 from rnnrbm_export.frames import frame_biases
 from rnnrbm_export.model import CONTRACT_PARAMETERS, RNNRBM, RNNRBMConfig
-from rnnrbm_export.sampler import softplus_sum
 from rnnrbm_export.train import TrainSettings
 from rnnrbm_export.train import main as train_main
 from rnnrbm_export.uniforms import Uniforms
@@ -216,8 +216,7 @@ def test_grow_hidden_adds_units_that_learn_and_keeps_each_frames_distribution(tm
     def log_odds(m: RNNRBM, bv_shift: torch.Tensor | float = 0.0) -> torch.Tensor:
         v, bv, bh = frame_biases(m, jsb(4))
         x = (torch.rand(v.shape, generator=torch.Generator().manual_seed(0)) < 0.05).float()
-        free = lambda y: (y * (bv + bv_shift)).sum(-1) + softplus_sum(y @ m.W + bh)  # noqa: E731
-        return free(v) - free(x)
+        return free_energy(m.W, x, bv + bv_shift, bh) - free_energy(m.W, v, bv + bv_shift, bh)
     with torch.no_grad():
         moved = (log_odds(model) - log_odds(start)).abs()
         uncorrected = (log_odds(model, model.W[:, 20:].sum(1) / 2) - log_odds(start)).abs()
