@@ -11,11 +11,10 @@ SIGTERM, Ctrl+C or --stop-after exits 0 after silencing every note.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 
-from rnnrbm_live.cli import PROG
+from rnnrbm_live.cli import PROG, leave_at_once
 from rnnrbm_live.errors import UserError
 
 # The command's modules (options, checks) import numpy: they load inside main, once Ctrl+C
@@ -78,7 +77,7 @@ def run_ports(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    previous = signal.signal(signal.SIGINT, _leave_at_once)
+    previous = signal.signal(signal.SIGINT, leave_at_once)
     try:
         return _run(argv)
     except KeyboardInterrupt:
@@ -87,15 +86,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:  # called in-process (tests, a host program): put it back
             signal.signal(signal.SIGINT, previous)
-
-
-def _leave_at_once(signum, frame) -> None:
-    """Ctrl+C before a command has set up its own stop (the live engine's, or an offline
-    run's clean-up): nothing is written or sounding yet, so leave at once. A
-    KeyboardInterrupt raised inside an import can come out as another error (onnxruntime's
-    "initialization failed") or leave its threads waiting."""
-    os.write(2, f"{PROG}: stopped (ctrl+c)\n".encode())
-    os._exit(130)
 
 
 def _run(argv: list[str] | None) -> int:
