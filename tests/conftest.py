@@ -225,6 +225,7 @@ class JackReceiver(_JackMidiClient):
     def __init__(self, name: str):
         super().__init__(name, "in")
         self.events: list[tuple[int, bytes]] = []
+        self.times: list[float] = []  # each event's period, as time.monotonic() saw it run
         self.xruns: list[int] = []  # frame times of the server's xruns (dummy driver stalls)
         self.client.set_xrun_callback(self._xrun)
         self._activate()
@@ -239,16 +240,23 @@ class JackReceiver(_JackMidiClient):
         return any(a - self.period <= x <= b + late for x in self.xruns)
 
     def _process(self, frames):
+        now = time.monotonic()
         base = self.client.last_frame_time
         got = [(base + offset, bytes(data)) for offset, data in
                self.port.incoming_midi_events()]
         if got:
             with self.lock:
                 self.events.extend(got)
+                self.times.extend([now] * len(got))
 
     def snapshot(self) -> list[tuple[int, bytes]]:
         with self.lock:
             return list(self.events)
+
+    def time_of(self, frame: int) -> float:
+        """The monotonic time at which the period holding the event at `frame` ran."""
+        with self.lock:
+            return self.times[[f for f, _ in self.events].index(frame)]
 
     def note_events(self):
         """[(frame, 'on'|'off', note)] of the received note messages."""
@@ -270,6 +278,8 @@ class JackSender(_JackMidiClient):
         super().__init__(name, "out")
         self.queue: list[tuple[int, bytes]] = []
         self.sent: list[tuple[int, bytes]] = []
+        self.sent_times: list[float] = []  # each sent event's period, by time.monotonic()
+        self.sent_for: list[int] = []      # each sent event's frame as queued
         self._activate()
 
     def at(self, frame: int, data: bytes) -> None:
@@ -278,22 +288,31 @@ class JackSender(_JackMidiClient):
             self.queue.sort(key=lambda e: e[0])
 
     def _process(self, frames):
+        now = time.monotonic()
         self.port.clear_buffer()
         base = self.client.last_frame_time
         end = base + frames
-        with self.lock:
+        with self.lock:  # held until sent: pending() == 0 means in `sent`
             due = [e for e in self.queue if e[0] < end]
             if not due:
                 return
             self.queue = self.queue[len(due):]
-        for frame, data in due:
-            offset = max(0, frame - base)
-            self.port.write_midi_event(offset, data)
-            self.sent.append((base + offset, data))
+            for frame, data in due:
+                offset = max(0, frame - base)
+                self.port.write_midi_event(offset, data)
+                self.sent.append((base + offset, data))
+                self.sent_times.append(now)
+                self.sent_for.append(frame)
 
     def pending(self) -> int:
         with self.lock:
             return len(self.queue)
+
+    def went(self, frame: int) -> int:
+        """The frame the event queued for `frame` went out at: later than asked when this
+        process's callback ran late (it needs the interpreter lock in time)."""
+        with self.lock:
+            return self.sent[self.sent_for.index(frame)][0]
 
 
 

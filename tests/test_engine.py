@@ -295,6 +295,20 @@ def test_continue_listens_then_answers_after_one_bar_of_silence():
     assert_no_hanging(sink)
 
 
+def test_silence_counts_from_the_quantized_end_of_a_short_last_note():
+    # G4, 0.8 frames long, starts 0.45 frames early for frame 4: both its ends round to
+    # frame 4, it keeps that one frame, so the phrase ends at frame 5 and the answer comes
+    # a bar later, at frame 13 (the player's own release plus a bar is frame 12.35)
+    engine, sink, model = make("continue", model=ScriptedModel(c_major_answer))
+    events = play([(0, 1, [60]), (1, 1, [62]), (2, 1, [64]), (3, 1, [65])])
+    events += [note(T0 + 3.55 * DT, 67), off(T0 + 4.35 * DT, 67)]
+    engine.run_fake(until=T0 + 40 * DT, events=sorted(events, key=lambda e: e[0]))
+    assert [np.flatnonzero(f).tolist() for f in model.listened[:5]] == \
+        [[39], [41], [43], [44], [46]]
+    assert sorted(frames_of(sink)) == [13, 14, 15, 16, 17]
+    assert_no_hanging(sink)
+
+
 def test_silence_span_and_answer_length_are_settable():
     engine, sink, _ = run_phrase(silence_bars=0.5, answer_bars=1.0)
     k = sorted(frames_of(sink))
