@@ -84,7 +84,8 @@ def chain_accuracies(model: RNNRBM, v: torch.Tensor, bv: torch.Tensor, bh: torch
     return torch.cat(accs) if accs else torch.empty(0, dtype=torch.float64, device=v.device)
 
 
-def _sem(x: torch.Tensor) -> float:
+def sem(x: torch.Tensor) -> float:
+    """The standard error of x's mean (nan for fewer than two values)."""
     return float(x.std() / math.sqrt(len(x))) if len(x) > 1 else math.nan
 
 
@@ -163,11 +164,11 @@ def summarize(r: FrameResults) -> dict:
     """The split's numbers from its frames' results (evaluate's result, less seconds)."""
     m = r.meta
     return {
-        "ll": float(r.ll.mean()), "ll_sem": _sem(r.ll), "logz_sem_mean": float(r.logz_se.mean()),
-        "acc": 100 * float(r.acc.mean()), "acc_sem": 100 * _sem(r.acc),
+        "ll": float(r.ll.mean()), "ll_sem": sem(r.ll), "logz_sem_mean": float(r.logz_se.mean()),
+        "acc": 100 * float(r.acc.mean()), "acc_sem": 100 * sem(r.acc),
         "acc_ess_median": float(r.ess.median()), "acc_ess_min": float(r.ess.min()),
         "acc_chain": None if r.chain is None else 100 * float(r.chain.mean()),
-        "acc_chain_sem": None if r.chain is None else 100 * _sem(r.chain),
+        "acc_chain_sem": None if r.chain is None else 100 * sem(r.chain),
         "frames": len(r.ll), "sequences": m["sequences"],
         "n_runs": m["n_runs"], "n_temps": m["n_temps"], "acc_samples": m["acc_samples"],
         "acc_gibbs": m["acc_gibbs"], "seed": m["seed"],

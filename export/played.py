@@ -19,6 +19,7 @@ from rnnrbm_live.errors import UserError
 from rnnrbm_live.model.card import FORMAT_V1, read_card
 
 from .frames import frame_accuracy, frame_inputs, previous_frames
+from .measures import sem
 from .model import RNNRBM
 from .proposal import TENSOR_NAMES, Proposal, from_tensors
 from .sampler import DEFAULT_SAMPLER, Sampler, draw, noise_shape
@@ -107,8 +108,7 @@ def summary(played: torch.Tensor | None, meta: dict) -> dict:
     """The split's 'ACC, played' from its frames': mean and SEM over frames, in %."""
     if played is None:
         return {"acc_played": None}
-    sem = float(played.std() / np.sqrt(len(played))) if len(played) > 1 else float("nan")
-    return {"acc_played": 100 * float(played.mean()), "acc_played_sem": 100 * sem,
+    return {"acc_played": 100 * float(played.mean()), "acc_played_sem": 100 * sem(played),
             "played_sampler": meta["played_sampler"], "played_samples": meta["played_samples"]}
 
 

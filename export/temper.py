@@ -36,7 +36,7 @@ from rnnrbm_live.errors import UserError
 from .checkpoint import load_checkpoint, pick_device, resolve, save_checkpoint
 from .evaluate import available_cores, load_sequences
 from .importance import split_measures
-from .measures import evaluate
+from .measures import evaluate, sem
 from .model import RNNRBM
 from .proposal import fit_for_checkpoint
 
@@ -96,10 +96,9 @@ def measure_is(model: RNNRBM, card: dict, data: str, sequences: list, candidates
     rows = []
     for t in tqdm(candidates, desc="temperatures", unit="T", dynamic_ncols=True, leave=False):
         r = split_measures(model, sequences, proposal, temperature=t, candidates=draws, every=every, seed=seed)
-        n = len(r["ll"])
-        rows.append({"temperature": t, "ll": float(r["ll"].mean()), "ll_sem": float(r["ll"].std() / n ** 0.5),
-                     "acc": 100 * float(r["acc"].mean()), "acc_sem": 100 * float(r["acc"].std() / n ** 0.5),
-                     "frames": n, "ess_median": float(r["ess"].median())})
+        rows.append({"temperature": t, "ll": float(r["ll"].mean()), "ll_sem": sem(r["ll"]),
+                     "acc": 100 * float(r["acc"].mean()), "acc_sem": 100 * sem(r["acc"]),
+                     "frames": len(r["ll"]), "ess_median": float(r["ess"].median())})
     return rows
 
 

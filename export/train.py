@@ -52,24 +52,22 @@ def fine_tuned(s: TrainSettings, frames_per_beat: int) -> RNNRBM:
     if c.frames_per_beat != frames_per_beat:
         raise UserError(f"--init-from {path}: its grid is {c.frames_per_beat} frames per beat, "
                         f"the data's is {frames_per_beat}; fine-tune on data of the same grid")
-    if s.grow_hidden < 0:
-        raise UserError(f"--grow-hidden {s.grow_hidden}: give 0 or a number of hidden units to add")
     config = replace(model_config(s, frames_per_beat), n_visible=c.n_visible, n_hidden=c.n_hidden + s.grow_hidden,
                      n_recurrent=c.n_recurrent, learn_u0=c.learn_u0, lowest_pitch=c.lowest_pitch)
     model = RNNRBM(config)
-    model.load_state_dict(grown_state(start, config.n_hidden, model))
+    model.load_state_dict(grown_state(start, model))
     return model
 
 
-def grown_state(start: RNNRBM, n_hidden: int, fresh: RNNRBM) -> dict[str, torch.Tensor]:
-    """start's weights with hidden units added up to n_hidden, each RBM's distribution over
+def grown_state(start: RNNRBM, fresh: RNNRBM) -> dict[str, torch.Tensor]:
+    """start's weights with hidden units added up to fresh's number, each RBM's distribution over
     frames almost unchanged. A new unit's weights (W, Wuh) start from `fresh`'s small random
     ones, not zero, so the new units can tell themselves apart, and its bias at 0, where it
     learns fastest. Summed out, it adds softplus(v W_j) = log 2 + v W_j / 2 + O((v W_j)^2)
     to every frame's log-probability: the constant cancels in the normalisation, and bv
     takes back the linear part."""
     state = start.state_dict()
-    extra = n_hidden - start.config.n_hidden
+    extra = fresh.config.n_hidden - start.config.n_hidden
     if extra == 0:
         return state
     new = fresh.state_dict()
@@ -137,6 +135,8 @@ class Trainer:
         if s.batch_size < world.size:
             raise UserError(f"--batch-size {s.batch_size}: smaller than the {world.size} processes; "
                             f"give each at least one sequence per update")
+        if s.grow_hidden < 0:
+            raise UserError(f"--grow-hidden {s.grow_hidden}: give 0 or a number of hidden units to add")
         if s.grow_hidden and not s.init_from:
             raise UserError(f"--grow-hidden {s.grow_hidden}: grows the model --init-from names; name one, "
                             f"or give --hidden for a new model")

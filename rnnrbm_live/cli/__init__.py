@@ -1,6 +1,8 @@
 """The command line `rnnrbm-live`: live play (live.py, options.py), `ports`, and the
 offline subcommands (offline.py); main.py dispatches. Nothing else imports from here."""
 
+import os
+
 PROG = "rnnrbm-live"  # the command's name, as messages start
 
 
@@ -10,6 +12,5 @@ def leave_at_once(signum, frame) -> None:
     KeyboardInterrupt raised inside an import can come out as another error (onnxruntime's
     "initialization failed") or leave its threads waiting. Here, beside PROG, so that
     `python -m rnnrbm_live.cli` can set it before it imports anything else of ours."""
-    import os
     os.write(2, f"{PROG}: stopped (ctrl+c)\n".encode())
     os._exit(130)
