@@ -43,6 +43,17 @@ def _hanging(events) -> set[int]:
     return sounding
 
 
+def _first_offs(events) -> list[tuple[int, str]]:
+    """(frame, kind) of the note events, less each note-off for a note already off."""
+    sounding: set[int] = set()
+    kept = []
+    for f, kind, note in events:
+        if kind == "on" or note in sounding:
+            kept.append((f, kind))
+        (sounding.add if kind == "on" else sounding.discard)(note)
+    return kept
+
+
 def _native(engine_process, model, *args):
     return engine_process("--model", str(model), "--backend", "jack-native",
                           "--client-name", _client_name(), *args)
@@ -63,15 +74,18 @@ def test_native_notes_land_on_the_grid_to_the_sample(
     p.wait_for("ctrl+c stops")
     assert any("output latency:" in line and "samples" in line for line in p.lines)
     _wait(lambda: len(receiver.note_events()) >= 60, 20, "sixty note events")
+    stopping = time.monotonic()
     assert p.stop() == 0
     stats = json.loads(stats_path.read_text())
     t0, dt = _grid_frames(stats)
     assert stats["latency_s"] * stats["jack_rate"] == 48  # 1.01 ms: whole samples
     events = receiver.note_events()
-    # The final note-offs and CC 123 are not on the grid; the helper's callback may take
-    # the first of them a period or two before the last (they are queued while it runs).
-    final = receiver.snapshot()[-1][0] - 4 * receiver.period
-    on_grid = [f for f, _, _ in events if f < final]
+    # The final note-offs and CC 123 are not on the grid: what arrived before the stop is
+    # (a slow machine spreads that burst over more periods than a quick one). After an
+    # xrun the helper writes recent note-offs again at once (jack_helper.py): a note-off
+    # for a note already off is that repeat, not a grid event.
+    before = set(receiver.frames_before(stopping))
+    on_grid = [f for f, _ in _first_offs(events) if f in before]
     off = [f for f in on_grid if f != round(t0 + round((f - t0) / dt) * dt)]
     assert len(on_grid) >= 50
     assert len(off) <= stats["jack_late_events"], f"events off their sample: {off[:5]}"
@@ -79,8 +93,16 @@ def test_native_notes_land_on_the_grid_to_the_sample(
     # backend does, at an xrun, on a loaded machine); never otherwise.
     assert stats["jack_late_events"] == 0 or stats["jack_xruns"] > 0
     assert not _hanging(events), "a note still sounds after SIGTERM"
-    last = receiver.snapshot()[-1][1]
-    assert last[0] & 0xF0 == 0xB0 and last[1] == 123, "no all-notes-off at the end"
+    # the all-notes-off ends it; only an xrun's repeated note-offs may come after it
+    after_all_off = _after_all_notes_off(receiver.snapshot())
+    assert after_all_off is not None, "no all-notes-off at the end"
+    assert all(d[0] & 0xF0 == 0x80 for d in after_all_off), after_all_off
+
+
+def _after_all_notes_off(snapshot) -> list[bytes] | None:
+    """The messages after the last CC 123 (None: there is none)."""
+    at = [i for i, (_, d) in enumerate(snapshot) if d[0] & 0xF0 == 0xB0 and d[1] == 123]
+    return [d for _, d in snapshot[at[-1] + 1:]] if at else None
 
 
 @_e2e
