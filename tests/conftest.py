@@ -139,7 +139,8 @@ _XRUNS: list = [None, 0, 0.0]  # the session's XrunCount; its count and the stea
 _STORMS: list[str] = []         # the tests that met one, for the summary
 
 
-def _storm_since_start() -> str | None:
+def storm_so_far() -> str | None:
+    """'N xruns, S s stolen' when the running test has met a storm so far, else None."""
     counter, start, steal = _XRUNS
     if counter is None:
         return None
@@ -154,13 +155,13 @@ def _storms_from_here(request):
     if _XRUNS[0] is not None:
         _XRUNS[1:] = [_XRUNS[0].count, stolen_seconds()]
     yield
-    if (storm := _storm_since_start()) is not None:
+    if (storm := storm_so_far()) is not None:
         _STORMS.append(f"{request.node.nodeid}: {storm}")
 
 
 def _during_a_storm() -> bool:
     """The rerun condition: whether the test that just ran met a storm."""
-    return _storm_since_start() is not None
+    return storm_so_far() is not None
 
 
 def pytest_collection_modifyitems(config, items):

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from conftest import storm_so_far
 from test_live_jack import _clock_run, _engine, _wait
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow]
@@ -30,7 +31,7 @@ def test_stats_json_under_a_midi_clock_records_the_daws_tempo(
         jack_server, jack_sender, engine_process, live_model, tmp_path):
     stats = tmp_path / "stats.json"
     p = _engine(engine_process, live_model, "--mode", "generate", "--clock", "midi",
-                "--bpm", "100", "--in-port", jack_sender.name, "--stats-json", str(stats))
+                "--bpm", "60", "--in-port", jack_sender.name, "--stats-json", str(stats))
     p.wait_for("waiting for the daw")
     rate = jack_sender.rate
     t = jack_sender.frame_time() + int(0.3 * rate)
@@ -41,8 +42,18 @@ def test_stats_json_under_a_midi_clock_records_the_daws_tempo(
     assert p.stop() == 0
     recorded = json.loads(stats.read_text())
     assert recorded["clock"] == "midi"
-    assert recorded["bpm"] == pytest.approx(150, rel=0.01)
-    assert recorded["frame_seconds"] == pytest.approx(0.2, rel=0.01)  # 150 bpm eighths
+    # The engine times the ticks by the monotonic clock as they come (RtMidi's path), over
+    # the last beat. The dummy backend's frames run slow against that clock while the host
+    # takes the CPUs away, so the daw's tempo is the one its last beat of ticks went at:
+    # 150 bpm by the frames, a little slower by that clock on a busy machine (more in a
+    # storm: conftest.py).
+    went = [at for (_, data), at in zip(jack_sender.sent, jack_sender.sent_times)
+            if data == b"\xf8"][-25:]
+    delivered = 60 / (went[-1] - went[0])
+    assert abs(delivered - 60) > 20, f"the clock went at {delivered:.1f} bpm, too near --bpm"
+    rel = 0.01 if storm_so_far() is None else 0.05
+    assert recorded["bpm"] == pytest.approx(delivered, rel=rel)
+    assert recorded["frame_seconds"] == pytest.approx(30 / recorded["bpm"])  # eighths
 
 
 def test_a_client_name_at_the_limit_opens(jack_server, engine_process, live_model):

@@ -183,9 +183,10 @@ def test_native_frames_fall_on_jack_midi_clock_ticks_through_tempo_and_transport
         say = midi_clock_master
         say("tempo 120")
         say("play")
-        time.sleep(2.5)
+        _ticks_go_by(ticks, 120)             # 2.5 s at 120 bpm
+        changed = ticks.frame_time()
         say("tempo 200")
-        time.sleep(2.5)
+        _ticks_go_by(ticks, 200)             # 2.5 s at 200 bpm
         say("stop")
         time.sleep(1.0)
         stopped = ticks.frame_time()
@@ -193,7 +194,7 @@ def test_native_frames_fall_on_jack_midi_clock_ticks_through_tempo_and_transport
         time.sleep(0.3)
         restarted = ticks.frame_time()
         say("play")
-        time.sleep(2.0)
+        _ticks_go_by(ticks, 96)              # 2 s at 120 bpm
         say("stop")
         time.sleep(0.5)
         assert p.stop() == 0
@@ -202,23 +203,40 @@ def test_native_frames_fall_on_jack_midi_clock_ticks_through_tempo_and_transport
         ticks.close()
     tick_frames = _frame_ticks(clock, ticks_per_frame=12)
     ons = sorted({f for f, kind, _ in receiver.note_events() if kind == "on"})
-    assert len(ons) >= 20, "too few frames played"
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    # a frame the model fell behind on (the host took the CPUs away) is skipped, and says so
+    assert len(ons) + stats["skipped_frames"] >= 20, f"too few frames played: {len(ons)}"
     # Every frame on its tick's sample (JACK's thread writes each frame where its tick
     # comes in), through the tempo change too: 200 bpm brings the first tick after it 0.4
     # of a frame early, and a slot handed over on the old tempo's prediction came one
     # period late (jack_sender.TICK_LEAD_FRAMES). The first frame after each Start too:
     # it was handed over while stopped (pre-armed), two periods being too short for
-    # Start to reach the engine and its frame to come back on a busy machine.
+    # Start to reach the engine and its frame to come back on a busy machine. As on the
+    # grid above, only a frame the helper wrote late, and counted, may miss its tick.
     off = [f for f in ons if min(abs(f - t) for t in tick_frames) > 0]
-    assert not off, f"notes off their tick: {_misses(off, tick_frames, clock)}"
-    on_120 = [f for f in ons if f < stopped]
-    gaps = {round((b - a) / ticks.rate, 3) for a, b in zip(on_120, on_120[1:])}
-    assert 0.25 in gaps and 0.15 in gaps, f"no tempo change followed: {sorted(gaps)}"
+    assert len(off) <= stats["jack_late_events"], \
+        f"notes off their tick: {_misses(off, tick_frames, clock)}"
+    assert stats["jack_late_events"] == 0 or stats["jack_xruns"] > 0
+    first_run = [f for f in ons if f < stopped]
+    gaps = {round((b - a) / ticks.rate, 3) for a, b in zip(first_run, first_run[1:])}
+    if stats["skipped_frames"] == 0:
+        assert 0.25 in gaps and 0.15 in gaps, f"no tempo change followed: {sorted(gaps)}"
+    else:  # frames the model fell behind on may leave no two in a row at one tempo
+        assert min(first_run) < changed < max(first_run), "frames at one tempo only"
     while_stopped = [f for f in ons if stopped < f < restarted]
     assert not while_stopped, f"notes while stopped: {_misses(while_stopped, tick_frames, clock)}"
     assert [f for f in ons if f > restarted], "nothing after the transport started again"
     hanging = _hanging(receiver.note_events())
     assert not hanging, _hanging_story(hanging, receiver, clock, tmp_path / "stats.json")
+
+
+def _ticks_go_by(ticks: JackReceiver, n: int) -> None:
+    """Wait while the clock master sends n more ticks: by its ticks, not by the wall clock,
+    which runs on while the host takes the CPUs away and the server's cycles wait."""
+    def count() -> int:
+        return sum(1 for _, data in ticks.snapshot() if data[0] == 0xF8)
+    start = count()
+    _wait(lambda: count() - start >= n, 10 + n / 24, f"{n} ticks of the midi clock")
 
 
 def _misses(off, tick_frames, clock):

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from conftest import jack_ports
+from conftest import jack_ports, storm_so_far
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow]
 
@@ -81,27 +81,39 @@ def _engine(engine_process, model, *args):
 
 def test_generate_falls_on_the_100_bpm_grid_and_sigterm_leaves_nothing_hanging(
         jack_server, receiver, engine_process, live_model, tmp_path):
+    """The grid is judged twice. In frames, across the intervals with no xrun (the dummy
+    backend's frame clock jumps at one). In monotonic time, against the grid the engine
+    reports (--stats-json: its t0 and how late it sent each frame): every frame sent
+    within 2 ms of its line and carried in the next period, from the first quarter of the
+    run to the last. While the host takes the CPUs away (a storm: conftest.py) no interval
+    may be clear of an xrun and any frame may be sent or carried late, so then a third of
+    the frames on time is enough and the engine's lateness count is not held to zero.
+    Nothing may hang either way."""
     stats = tmp_path / "stats.json"
     p = _engine(engine_process, live_model, "--mode", "generate", "--bpm", "100",
                 "--seed", "3", "--out-port", receiver.name, "--stats-json", str(stats))
     p.wait_for("ctrl+c stops")
     step = 0.3 * receiver.rate
-    # on a busy machine, play on until enough intervals are clear of an xrun
-    _wait(lambda: len({round(f / step) for f, k, _ in receiver.note_events()}) >= 10
-          and len(_clear_intervals(receiver, _on_lines(receiver), step)) >= 6, 30,
-          "ten frames of notes, six intervals with no xrun")
+
+    def played_enough() -> bool:
+        lines = _on_lines(receiver)
+        return len(lines) >= 10 and (
+            len(_clear_intervals(receiver, lines, step)) >= 6
+            or (storm_so_far() is not None and len(lines) >= 20))
+    _wait(played_enough, 30, "ten frames of notes, six intervals with no xrun")
     assert p.stop() == 0  # SIGTERM: a normal stop
     assert any("stopped (sigterm)" in line for line in p.lines)
+    storm = storm_so_far()
 
     events = receiver.note_events()
     assert not _balanced(events), "a note-on without its note-off after SIGTERM"
     last = receiver.snapshot()[-1][1]
     assert last[0] & 0xF0 == 0xB0 and last[1] == 123, "no all-notes-off at the end"
 
-    # The grid: each frame's events arrive together, 14400 frames (0.3 s) after the
+    # In frames: each frame's events arrive together, 14400 frames (0.3 s) after the
     # previous frame's (a multiple of it when frames repeat), within the transport's
     # quantum: RtMidi writes at the start of the next period, so +-1 period, plus the
-    # dummy backend's own clock drift. Intervals across a reported xrun are not judged.
+    # dummy backend's own clock drift.
     final = max(f for f, _, _ in events)
     lines = [f for f in _on_lines(receiver) if final - f > receiver.period]  # not the shutdown
     tolerance = 2 * receiver.period + 0.002 * step
@@ -110,10 +122,37 @@ def test_generate_falls_on_the_100_bpm_grid_and_sigterm_leaves_nothing_hanging(
         n = round((b - a) / step)
         assert abs((b - a) - n * step) <= tolerance, \
             f"frames {a} -> {b}: {(b - a) / receiver.rate:.5f} s is not {n} x 0.3 s"
-    assert len(judged) >= 5
+
+    # In monotonic time, against the grid the engine says it kept (--stats-json: its t0
+    # and how late it sent each frame): a frame is on time when the engine sent it within
+    # its 2 ms allowance and it arrived after that no later than the transport allows
+    # (RtMidi writes it at the start of the next period, whose run may itself start late).
     s = json.loads(stats.read_text())
-    assert s["late_frames"] == 0 and s["skipped_frames"] == 0
-    assert s["send_lateness_ms"]["p99"] < 2.0
+    sent_late = dict(s["slots"])
+    on_time = []
+    for f in lines:
+        since = receiver.time_of(f) - s["t0"]
+        k = round(since / s["frame_seconds"])
+        late = sent_late.get(k, math.inf)  # none: no frame of the engine's is this near
+        carried = since - k * s["frame_seconds"] - late
+        on_time.append(late <= 0.002 and -1e-4 <= carried
+                       <= 2 * receiver.period / receiver.rate + 0.004)
+    marks = "".join(".x"[t] for t in on_time)
+    quarter = max(1, len(on_time) // 4)
+    assert any(on_time[:quarter]) and any(on_time[-quarter:]), \
+        f"the first and last frames are not on time on the engine's grid: {marks}"
+    if storm is None:
+        # near an xrun the receiver's own period ran late: not judged
+        clear = [t for f, t in zip(lines, on_time)
+                 if not receiver.xrun_between(f - int(0.02 * receiver.rate), f)]
+        assert len(judged) >= 5 and len(clear) >= 5
+        assert all(clear), f"frames off the engine's grid in monotonic time: {marks}"
+        lateness = {k: s[k] for k in ("late_frames", "skipped_frames", "send_lateness_ms")}
+        assert s["late_frames"] == 0 and s["skipped_frames"] == 0, lateness
+        assert s["send_lateness_ms"]["p99"] < 2.0, lateness
+    else:
+        assert 3 * sum(on_time) >= len(on_time), \
+            f"fewer than a third of the frames on time in a storm ({storm}): {marks}"
 
 
 def test_continue_answers_after_the_silence_span_and_yields_to_the_player(
