@@ -13,6 +13,7 @@ server's frame timeline, so the tests measure the engine in frames, not wall-clo
 
 from __future__ import annotations
 
+import bisect
 import os
 import shutil
 import subprocess
@@ -115,19 +116,42 @@ def stolen_seconds() -> float:
 
 
 class XrunCount:
-    """A client with no ports that counts the server's xruns, for the whole session."""
+    """A client with no ports that counts the server's xruns, for the whole session, and
+    samples the host's steal time: together they say when the machine was not ours."""
 
     def __init__(self):
         import jack
         self.count = 0
+        self.times: list[float] = []    # monotonic times of the xrun notifications
+        self.stolen: list[float] = []   # monotonic times at which the steal count grew
         self.client = jack.Client(f"xruns{os.getpid() % 10000}", no_start_server=True)
         self.client.set_xrun_callback(self._xrun)
         self.client.activate()
+        self._done = threading.Event()
+        threading.Thread(target=self._watch_steal, daemon=True).start()
 
     def _xrun(self, delayed_usecs):
         self.count += 1
+        self.times.append(time.monotonic())
+
+    def _watch_steal(self) -> None:
+        last = stolen_seconds()
+        while not self._done.wait(0.01):    # /proc/stat counts in 10 ms ticks
+            now = stolen_seconds()
+            if now > last:
+                self.stolen.append(time.monotonic())
+            last = now
+
+    def busy_between(self, a: float, b: float) -> bool:
+        """Whether the server logged an xrun or the host took CPU time between monotonic
+        times a and b (both are noted when the stall ends)."""
+        def within(moments: list[float]) -> bool:   # appended in time order: sorted
+            i = bisect.bisect_left(moments, a)
+            return i < len(moments) and moments[i] <= b
+        return within(self.times) or within(self.stolen)
 
     def close(self) -> None:
+        self._done.set()
         # on a wedged server libjack's close can block for good (see _JackMidiClient)
         closing = threading.Thread(target=lambda: (self.client.deactivate(),
                                                    self.client.close()), daemon=True)
@@ -157,6 +181,12 @@ def _storms_from_here(request):
     yield
     if (storm := storm_so_far()) is not None:
         _STORMS.append(f"{request.node.nodeid}: {storm}")
+
+
+def host_busy_between(a: float, b: float) -> bool:
+    """Whether the machine was taken from us (an xrun, or steal) between monotonic times
+    a and b: a timing miss there says nothing about our timing."""
+    return _XRUNS[0] is not None and _XRUNS[0].busy_between(a, b)
 
 
 def _during_a_storm() -> bool:

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from conftest import jack_ports, storm_so_far
+from conftest import host_busy_between, jack_ports, storm_so_far
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow]
 
@@ -84,11 +84,11 @@ def test_generate_falls_on_the_100_bpm_grid_and_sigterm_leaves_nothing_hanging(
     """The grid is judged twice. In frames, across the intervals with no xrun (the dummy
     backend's frame clock jumps at one). In monotonic time, against the grid the engine
     reports (--stats-json: its t0 and how late it sent each frame): every frame sent
-    within 2 ms of its line and carried in the next period, from the first quarter of the
-    run to the last. While the host takes the CPUs away (a storm: conftest.py) no interval
-    may be clear of an xrun and any frame may be sent or carried late, so then a third of
-    the frames on time is enough and the engine's lateness count is not held to zero.
-    Nothing may hang either way."""
+    within 2 ms of its line and carried in the next period, unless the server logged an
+    xrun or the host took CPU time between the line and then. While the host takes the
+    CPUs away (a storm: conftest.py) no interval may be clear of an xrun and any frame
+    may be sent or carried late, so then a third of the frames on time is enough, from the
+    first quarter of the run to the last. Nothing may hang either way."""
     stats = tmp_path / "stats.json"
     p = _engine(engine_process, live_model, "--mode", "generate", "--bpm", "100",
                 "--seed", "3", "--out-port", receiver.name, "--stats-json", str(stats))
@@ -128,28 +128,30 @@ def test_generate_falls_on_the_100_bpm_grid_and_sigterm_leaves_nothing_hanging(
     # its 2 ms allowance and it arrived after that no later than the transport allows
     # (RtMidi writes it at the start of the next period, whose run may itself start late).
     s = json.loads(stats.read_text())
-    sent_late = dict(s["slots"])
-    on_time = []
+    t0, dt, sent_late = s["t0"], s["frame_seconds"], dict(s["slots"])
+    on_time, dues = [], []
     for f in lines:
-        since = receiver.time_of(f) - s["t0"]
-        k = round(since / s["frame_seconds"])
+        k = round((receiver.time_of(f) - t0) / dt)
         late = sent_late.get(k, math.inf)  # none: no frame of the engine's is this near
-        carried = since - k * s["frame_seconds"] - late
+        carried = receiver.time_of(f) - (t0 + k * dt) - late
         on_time.append(late <= 0.002 and -1e-4 <= carried
                        <= 2 * receiver.period / receiver.rate + 0.004)
+        dues.append(t0 + k * dt)
     marks = "".join(".x"[t] for t in on_time)
     quarter = max(1, len(on_time) // 4)
     assert any(on_time[:quarter]) and any(on_time[-quarter:]), \
         f"the first and last frames are not on time on the engine's grid: {marks}"
     if storm is None:
-        # near an xrun the receiver's own period ran late: not judged
-        clear = [t for f, t in zip(lines, on_time)
-                 if not receiver.xrun_between(f - int(0.02 * receiver.rate), f)]
-        assert len(judged) >= 5 and len(clear) >= 5
-        assert all(clear), f"frames off the engine's grid in monotonic time: {marks}"
-        lateness = {k: s[k] for k in ("late_frames", "skipped_frames", "send_lateness_ms")}
-        assert s["late_frames"] == 0 and s["skipped_frames"] == 0, lateness
-        assert s["send_lateness_ms"]["p99"] < 2.0, lateness
+        # A miss counts unless the machine was taken from us (an xrun, or steal, noted as
+        # the stall ends) between the frame's line and when it went or came.
+        missed = [round(due - t0, 3) for f, due, t in zip(lines, dues, on_time)
+                  if not t and not host_busy_between(due - 0.01, receiver.time_of(f) + 0.02)]
+        sent_late = {k: v for k, v in sent_late.items() if v > 0.002 and not
+                     host_busy_between(t0 + k * dt - 0.01, t0 + k * dt + v + 0.02)}
+        assert len(judged) >= 5
+        assert not missed, f"frames off the engine's grid at {missed} s: {marks}"
+        assert not sent_late, f"frames sent late on a quiet machine: {sent_late}"
+        assert s["skipped_frames"] == 0, s["skipped_frames"]
     else:
         assert 3 * sum(on_time) >= len(on_time), \
             f"fewer than a third of the frames on time in a storm ({storm}): {marks}"
