@@ -88,8 +88,11 @@ def test_a_server_killed_with_sigkill_ends_the_engine_within_a_second_with_one_l
 
 SIGNAL_STORM = """
 # SIGTERMs from another process, as fast as bash sends them, while the ports are created.
-import os, subprocess
+import faulthandler, os, subprocess
 from rnnrbm_live.live import ports
+# a crash says where (fd 2 goes to /dev/null while the engine runs: a file of its own)
+_faults = open(os.path.join(os.path.dirname(__file__), f"faults-{os.getpid()}.txt"), "w")
+faulthandler.enable(_faults)
 _open = ports.open_ports
 def _stormy(*args, **kwargs):
     storm = subprocess.Popen(["bash", "-c", f"while kill -TERM {os.getpid()}; do :; done"])
@@ -110,8 +113,10 @@ def test_a_signal_while_the_ports_are_created_is_a_stop_not_a_missing_server(
         p = _engine(engine_process, live_model, "--mode", "generate", "--stop-after", "5")
         code = p.proc.wait(60)
         p._reader.join(2)
+        faults = "".join(f.read_text() for f in tmp_path.glob(f"faults-{p.proc.pid}.txt"))
         assert not [line for line in p.lines if "error" in line], p.lines
-        assert code == 0 and any("stopped (sigterm)" in line for line in p.lines), p.lines
+        assert code == 0 and any("stopped (sigterm)" in line for line in p.lines), \
+            "\n".join([f"exit status {code}", *p.lines[-4:], faults])
 
 
 def test_out_port_plays_from_a_client_named_after_client_name_and_a_second_is_refused(
