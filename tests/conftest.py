@@ -115,15 +115,17 @@ def stolen_seconds() -> float:
         return 0.0
 
 
-class XrunCount:
-    """A client with no ports that counts the server's xruns, for the whole session, and
-    samples the host's steal time: together they say when the machine was not ours."""
+class HostWatch:
+    """When the machine was not ours, for the whole session: the server's xruns (heard by a
+    client with no ports, as frame and monotonic times) and the host's steal time (sampled
+    every 10 ms). `mark` starts a test's count; `storm` says whether the test met one."""
 
     def __init__(self):
         import jack
-        self.count = 0
-        self.times: list[float] = []    # monotonic times of the xrun notifications
-        self.stolen: list[float] = []   # monotonic times at which the steal count grew
+        self.xrun_frames: list[int] = []    # frame times of the xrun notifications
+        self.xrun_times: list[float] = []   # ... and their monotonic times
+        self.stolen: list[float] = []       # monotonic times at which the steal count grew
+        self._mark = (0, stolen_seconds())  # xruns so far, steal: at the test's start
         self.client = jack.Client(f"xruns{os.getpid() % 10000}", no_start_server=True)
         self.client.set_xrun_callback(self._xrun)
         self.client.activate()
@@ -131,8 +133,8 @@ class XrunCount:
         threading.Thread(target=self._watch_steal, daemon=True).start()
 
     def _xrun(self, delayed_usecs):
-        self.count += 1
-        self.times.append(time.monotonic())
+        self.xrun_frames.append(self.client.frame_time)
+        self.xrun_times.append(time.monotonic())
 
     def _watch_steal(self) -> None:
         last = stolen_seconds()
@@ -142,13 +144,23 @@ class XrunCount:
                 self.stolen.append(time.monotonic())
             last = now
 
+    def mark(self) -> None:
+        self._mark = (len(self.xrun_times), stolen_seconds())
+
+    def storm(self) -> str | None:
+        """'N xruns, S s stolen' when there was a storm since the mark, else None."""
+        xruns, stolen = len(self.xrun_times) - self._mark[0], stolen_seconds() - self._mark[1]
+        if xruns > STORM_XRUNS or stolen > STORM_STEAL_S:
+            return f"{xruns} xruns, {stolen:.2f} s stolen"
+        return None
+
     def busy_between(self, a: float, b: float) -> bool:
         """Whether the server logged an xrun or the host took CPU time between monotonic
         times a and b (both are noted when the stall ends)."""
         def within(moments: list[float]) -> bool:   # appended in time order: sorted
             i = bisect.bisect_left(moments, a)
             return i < len(moments) and moments[i] <= b
-        return within(self.times) or within(self.stolen)
+        return within(self.xrun_times) or within(self.stolen)
 
     def close(self) -> None:
         self._done.set()
@@ -159,25 +171,19 @@ class XrunCount:
         closing.join(CLOSE_TIMEOUT_S)
 
 
-_XRUNS: list = [None, 0, 0.0]  # the session's XrunCount; its count and the steal at test start
-_STORMS: list[str] = []         # the tests that met one, for the summary
+_HOST: HostWatch | None = None  # while the session's JACK server runs
+_STORMS: list[str] = []         # the tests that met a storm, for the summary
 
 
 def storm_so_far() -> str | None:
     """'N xruns, S s stolen' when the running test has met a storm so far, else None."""
-    counter, start, steal = _XRUNS
-    if counter is None:
-        return None
-    xruns, stolen = counter.count - start, stolen_seconds() - steal
-    if xruns > STORM_XRUNS or stolen > STORM_STEAL_S:
-        return f"{xruns} xruns, {stolen:.2f} s stolen"
-    return None
+    return None if _HOST is None else _HOST.storm()
 
 
 @pytest.fixture(autouse=True)
 def _storms_from_here(request):
-    if _XRUNS[0] is not None:
-        _XRUNS[1:] = [_XRUNS[0].count, stolen_seconds()]
+    if _HOST is not None:
+        _HOST.mark()
     yield
     if (storm := storm_so_far()) is not None:
         _STORMS.append(f"{request.node.nodeid}: {storm}")
@@ -186,7 +192,7 @@ def _storms_from_here(request):
 def host_busy_between(a: float, b: float) -> bool:
     """Whether the machine was taken from us (an xrun, or steal) between monotonic times
     a and b: a timing miss there says nothing about our timing."""
-    return _XRUNS[0] is not None and _XRUNS[0].busy_between(a, b)
+    return _HOST is not None and _HOST.busy_between(a, b)
 
 
 def _during_a_storm() -> bool:
@@ -255,12 +261,13 @@ def jack_server():
     # A client of ours must talk to this server through rtmidi's JACK API, never ALSA.
     saved = os.environ.get("MIDO_BACKEND")
     os.environ["MIDO_BACKEND"] = JACK_BACKEND
-    _XRUNS[0] = XrunCount()
+    global _HOST
+    _HOST = HostWatch()
     try:
         yield JackServer(started=proc is not None)
     finally:
-        _XRUNS[0].close()
-        _XRUNS[0] = None
+        _HOST.close()
+        _HOST = None
         if saved is None:
             os.environ.pop("MIDO_BACKEND", None)
         else:
@@ -342,12 +349,14 @@ class JackReceiver(_JackMidiClient):
         super().__init__(name, "in")
         self.events: list[tuple[int, bytes]] = []
         self.times: list[float] = []  # each event's period, as time.monotonic() saw it run
-        self.xruns: list[int] = []  # frame times of the server's xruns (dummy driver stalls)
-        self.client.set_xrun_callback(self._xrun)
+        self._xruns_from = len(_HOST.xrun_frames) if _HOST is not None else 0
         self._activate()
 
-    def _xrun(self, delayed_usecs):
-        self.xruns.append(self.client.frame_time)
+    @property
+    def xruns(self) -> list[int]:
+        """Frame times of the server's xruns (dummy driver stalls) since this opened, as
+        the session's HostWatch heard them."""
+        return _HOST.xrun_frames[self._xruns_from:] if _HOST is not None else []
 
     def xrun_between(self, a: int, b: int) -> bool:
         """Whether the server reported an xrun between frames a and b (a period either
